@@ -1,0 +1,21 @@
+"""Alembic environment: runs against the engine Pledge hands over, in batch mode."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import Engine
+
+from pledge.migrations import metadata
+
+engine: Engine = context.config.attributes["engine"]
+
+with engine.connect() as connection:
+    context.configure(
+        connection=connection,
+        target_metadata=metadata(),
+        render_as_batch=True,
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+    connection.commit()

@@ -1,0 +1,43 @@
+"""What every request handler and command is given: settings and the database, built once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from pledge.config import Settings
+from pledge.db import create_database_engine, session_factory
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The process's shared resources, built by the composition root and passed down."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    @classmethod
+    def build(cls, settings: Settings) -> Runtime:
+        """Open the configured database."""
+        engine = create_database_engine(settings.database_url)
+        return cls(settings=settings, engine=engine, sessions=session_factory(engine))
+
+    def close(self) -> None:
+        """Close the database connections this runtime opened."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def runtime_of(request: Request) -> Runtime:
+    """FastAPI dependency: the runtime of the app serving `request`."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime

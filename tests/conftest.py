@@ -1,0 +1,146 @@
+"""Shared fixtures: real databases (SQLite and PostgreSQL), migrated once, a savepoint per test.
+
+Every test that takes `runtime` (or `database_url`) runs once per backend. PostgreSQL is
+reached at PLEDGE_TEST_POSTGRESQL_URL (default: the local server with trust auth); when it is
+absent the PostgreSQL runs are skipped with a message on a laptop, and fail under CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from pledge.config import Environment, Settings
+from pledge.db import create_database_engine
+from pledge.migrations import upgrade_database
+from pledge.runtime import Runtime
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE_POLICY = REPO / "policies" / "reference.yaml"
+POSTGRESQL_ADMIN_URL = os.environ.get(
+    "PLEDGE_TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+IN_CI = os.environ.get("CI", "").lower() == "true"
+BACKENDS = ("sqlite", "postgresql")
+
+
+def _postgresql_admin() -> Engine:
+    engine = create_engine(POSTGRESQL_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except OperationalError as error:
+        engine.dispose()
+        message = f"PostgreSQL is not reachable at {POSTGRESQL_ADMIN_URL}: {error.orig}"
+        if IN_CI:
+            pytest.fail(f"{message} (CI=true: a missing server is a failure)", pytrace=False)
+        pytest.skip(f"{message} (set PLEDGE_TEST_POSTGRESQL_URL to run these tests)")
+    return engine
+
+
+class FreshDatabases:
+    """Creates empty databases on a backend and drops them afterwards."""
+
+    def __init__(self, backend: str, workdir: Path) -> None:
+        self.backend = backend
+        self.workdir = workdir
+        self.created: list[str] = []
+        self.admin = _postgresql_admin() if backend == "postgresql" else None
+
+    def new(self) -> str:
+        """The URL of a new, empty database."""
+        name = f"pledge_test_{uuid.uuid4().hex[:12]}"
+        if self.admin is None:
+            return f"sqlite:///{self.workdir / name}.db"
+        with self.admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        self.created.append(name)
+        return (
+            make_url(POSTGRESQL_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+        )
+
+    def drop_all(self) -> None:
+        """Drop every database this object created."""
+        if self.admin is None:
+            return
+        with self.admin.connect() as connection:
+            for name in self.created:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        self.admin.dispose()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Which database backend this test runs on."""
+    name: str = request.param
+    return name
+
+
+@pytest.fixture(scope="session")
+def fresh_databases(
+    backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FreshDatabases]:
+    """A factory of empty databases on the current backend."""
+    databases = FreshDatabases(backend, tmp_path_factory.mktemp(backend))
+    yield databases
+    databases.drop_all()
+
+
+@pytest.fixture
+def empty_database_url(fresh_databases: FreshDatabases) -> str:
+    """A new, empty database of its own (for migrations and CLI tests)."""
+    return fresh_databases.new()
+
+
+@pytest.fixture(scope="session")
+def migrated_engine(fresh_databases: FreshDatabases) -> Iterator[Engine]:
+    """One database per backend, migrated once for the whole session."""
+    engine = create_database_engine(fresh_databases.new())
+    upgrade_database(engine)
+    yield engine
+    engine.dispose()
+
+
+def test_settings(database_url: str, **overrides: object) -> Settings:
+    """Settings for a test: the test environment, a real secret, the reference policy."""
+    values: dict[str, object] = {
+        "environment": Environment.TEST,
+        "database_url": database_url,
+        "secret_key": "test-secret-key-not-a-placeholder",
+        "policy_file": REFERENCE_POLICY,
+        "public_url": "https://privacy.example.test",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+test_settings.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
+@pytest.fixture
+def runtime(migrated_engine: Engine) -> Iterator[Runtime]:
+    """A runtime whose every commit lands in a savepoint rolled back after the test."""
+    connection = migrated_engine.connect()
+    outer = connection.begin()
+    sessions = sessionmaker(
+        bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+    )
+    settings = test_settings(migrated_engine.url.render_as_string(hide_password=False))
+    yield Runtime(settings=settings, engine=migrated_engine, sessions=sessions)
+    outer.rollback()
+    connection.close()
+
+
+@pytest.fixture
+def session(runtime: Runtime) -> Iterator[Session]:
+    """A session inside the test's rolled-back transaction."""
+    with runtime.sessions() as s:
+        yield s

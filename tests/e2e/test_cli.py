@@ -1,0 +1,215 @@
+"""The `pledge` command, run as a person would run it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+import yaml
+from fideslang.models import Taxonomy
+from typer.testing import CliRunner
+
+from pledge.cli import app
+from tests.conftest import REFERENCE_POLICY
+
+PLEDGE = [sys.executable, "-m", "pledge.cli"]
+
+
+@pytest.fixture
+def env(empty_database_url: str) -> dict[str, str]:
+    return {
+        "PLEDGE_DATABASE_URL": empty_database_url,
+        "PLEDGE_ENVIRONMENT": "test",
+        "PLEDGE_SECRET_KEY": "test-secret-key-not-a-placeholder",
+    }
+
+
+@pytest.fixture
+def runner(env: dict[str, str]) -> CliRunner:
+    return CliRunner(env=env)
+
+
+def broken_copy(tmp_path: Path) -> Path:
+    text = REFERENCE_POLICY.read_text()
+    text = text.replace("legal_basis: consent", "legal_basis: maybe", 1)
+    text = text.replace("period: 2 years", "period: forever", 1)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(text)
+    return broken
+
+
+def test_check_accepts_the_reference_policy(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["policy", "check", str(REFERENCE_POLICY)])
+    assert result.exit_code == 0, result.output
+    assert "valid (version 2026.11" in result.output
+
+
+def test_check_prints_every_problem_and_exits_non_zero(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["policy", "check", str(broken_copy(tmp_path))])
+    assert result.exit_code == 1
+    assert "the policy is invalid (2 problems)" in result.output
+    assert "purposes.marketing.communications.email.legal_basis" in result.output
+    assert "retention.period: 'forever' is not a period" in result.output
+
+
+def test_publish_twice_stores_one_version(runner: CliRunner) -> None:
+    first = runner.invoke(app, ["policy", "publish", str(REFERENCE_POLICY), "--by", "alice"])
+    second = runner.invoke(app, ["policy", "publish", str(REFERENCE_POLICY), "--by", "alice"])
+    assert first.exit_code == 0, first.output
+    assert "published version 2026.11 as #1" in first.output
+    assert "unchanged: this content is already version #1" in second.output
+    listing = runner.invoke(app, ["policy", "versions"])
+    assert listing.output.count("2026.11") == 1
+
+
+def test_diff_compares_a_published_version_with_a_file(runner: CliRunner, tmp_path: Path) -> None:
+    runner.invoke(app, ["policy", "publish", str(REFERENCE_POLICY)])
+    raw = yaml.safe_load(REFERENCE_POLICY.read_text())
+    raw["data_categories"]["user.job_title"]["retention"]["period"] = "1 year"
+    del raw["recipients"]["auditors"]
+    raw["purposes"]["operations.audit"]["description"] = "Internal audits only."
+    newer = tmp_path / "newer.yaml"
+    newer.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["policy", "diff", "#1", str(newer)])
+    assert result.exit_code == 0, result.output
+    assert "- recipients.auditors removed" in result.output
+    assert (
+        "~ retention.user.job_title changed (3 years from last_activity -> 1 year" in result.output
+    )
+
+
+def test_diff_of_an_unknown_version_says_so(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["policy", "diff", "#42", str(REFERENCE_POLICY)])
+    assert result.exit_code == 2
+    assert "neither a file nor a published version" in result.output
+
+
+def test_render_writes_markdown_and_html(runner: CliRunner, tmp_path: Path) -> None:
+    markdown = runner.invoke(app, ["policy", "render", str(REFERENCE_POLICY), "--format", "md"])
+    assert markdown.exit_code == 0, markdown.output
+    assert "Your California Privacy Rights" in markdown.output
+    out = tmp_path / "policy.html"
+    html = runner.invoke(
+        app, ["policy", "render", str(REFERENCE_POLICY), "-f", "html", "-o", str(out)]
+    )
+    assert html.exit_code == 0
+    assert out.read_text().lstrip().lower().startswith("<!doctype html>")
+
+
+def test_export_fideslang_writes_a_manifest_fideslang_parses(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["policy", "export-fideslang", str(REFERENCE_POLICY)])
+    assert result.exit_code == 0, result.output
+    Taxonomy.model_validate(yaml.safe_load(result.stdout))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def server(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    port = free_port()
+    process = subprocess.Popen(
+        [*PLEDGE, "serve", "--port", str(port)],
+        env={**os.environ, **env},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.2)
+    yield base, process
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def test_serve_migrates_the_configured_database_and_serves_the_policy(
+    server: tuple[str, subprocess.Popen[str]],
+) -> None:
+    base, process = server
+    assert httpx.get(f"{base}/v1/policy").json()["version"] == "2026.11"
+    assert "Aura Imaging, Inc." in httpx.get(f"{base}/privacy").text
+    assert httpx.get(f"{base}/docs").status_code == 200
+    process.terminate()
+    output, _ = process.communicate(timeout=10)
+    assert "GET /v1/policy 200" in output
+    assert "127.0.0.1:" not in output.split("Pledge on http://")[-1].split("\n", 1)[-1]
+
+
+def test_serve_refuses_an_invalid_policy_with_its_problems_not_a_traceback(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    result = subprocess.run(
+        [*PLEDGE, "serve", "--port", str(free_port())],
+        env={**os.environ, **env, "PLEDGE_POLICY_FILE": str(broken_copy(tmp_path))},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "refusing to start: the policy is invalid (2 problems)" in result.stderr
+    assert "broken.yaml:" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_serve_refuses_a_placeholder_secret_in_production(env: dict[str, str]) -> None:
+    production = {**env, "PLEDGE_ENVIRONMENT": "production"}
+    del production["PLEDGE_SECRET_KEY"]
+    result = subprocess.run(
+        [*PLEDGE, "serve"],
+        env={**os.environ, **production},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "PLEDGE_SECRET_KEY still holds the development placeholder" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_demo_starts_on_a_sqlite_file_in_the_working_directory_with_no_settings(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    clean_env = {k: v for k, v in os.environ.items() if not k.startswith("PLEDGE_")}
+    process = subprocess.Popen(
+        [*PLEDGE, "demo", "--port", str(port)],
+        env=clean_env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline, body = time.monotonic() + 30, None
+        while time.monotonic() < deadline and body is None:
+            try:
+                body = httpx.get(f"http://127.0.0.1:{port}/v1/policy", timeout=1).json()
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert body is not None, "the demo server did not answer within 30 s"
+        assert body["version"] == "2026.11"
+        assert (tmp_path / "pledge.db").is_file()
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=10)
+    assert "demo: reference policy 2026.11 published" in output

@@ -1,0 +1,46 @@
+"""Settings: typed, documented, and refusing placeholder secrets outside development."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from pledge.config import Environment, Settings
+
+OPERATIONS_DOC = Path(__file__).resolve().parents[3] / "docs" / "operations.md"
+
+
+@pytest.mark.parametrize("environment", [Environment.TEST, Environment.PRODUCTION])
+def test_a_placeholder_secret_is_refused_outside_development(environment: Environment) -> None:
+    with pytest.raises(
+        ValidationError, match="PLEDGE_SECRET_KEY still holds the development placeholder"
+    ):
+        Settings(_env_file=None, environment=environment)  # type: ignore[call-arg]
+
+
+def test_development_starts_with_the_placeholder_so_a_laptop_needs_no_setup() -> None:
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.environment is Environment.DEVELOPMENT
+    assert settings.database_url == "sqlite:///pledge.db"
+
+
+def test_settings_are_read_from_pledge_environment_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PLEDGE_DATABASE_URL", "postgresql+psycopg://pledge@db/pledge")
+    monkeypatch.setenv("PLEDGE_ENVIRONMENT", "production")
+    monkeypatch.setenv("PLEDGE_SECRET_KEY", "a-real-secret-from-the-vault")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.database_url == "postgresql+psycopg://pledge@db/pledge"
+    assert settings.secret_key.get_secret_value() == "a-real-secret-from-the-vault"
+    assert "a-real-secret" not in repr(settings)
+
+
+@pytest.mark.parametrize("name", sorted(Settings.model_fields))
+def test_every_setting_has_a_docstring_and_a_row_in_the_operations_doc(name: str) -> None:
+    assert Settings.model_fields[name].description, f"{name} has no docstring"
+    assert f"`PLEDGE_{name.upper()}`" in OPERATIONS_DOC.read_text(), (
+        f"PLEDGE_{name.upper()} undocumented"
+    )
