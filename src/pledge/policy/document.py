@@ -92,6 +92,14 @@ class ShineTheLightContact(Strict):
     email: EmailStr | None = None
 
 
+class ContactMethod(enum.StrEnum):
+    """A way the business reaches a person."""
+
+    EMAIL = "email"
+    POSTAL_MAIL = "postal_mail"
+    PHONE = "phone"
+
+
 class Organization(Strict):
     """The business that makes the promises."""
 
@@ -104,6 +112,8 @@ class Organization(Strict):
     shine_the_light: ShineTheLightContact
     processing_country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = "US"
     hosting: Text | None = None
+    contacts_people_by: list[ContactMethod] = Field(default_factory=lambda: [ContactMethod.EMAIL])
+    """How the business reaches people when it needs to (at the addresses they gave)."""
 
 
 class LegalBasis(enum.StrEnum):
@@ -233,6 +243,19 @@ class RecipientKind(enum.StrEnum):
     AUDITOR = "auditor"
 
 
+class Agreement(Strict):
+    """What the written agreement with a recipient binds it to."""
+
+    reference: Text | None = None
+    """The contract's reference in the business's records (e.g. a DPA number)."""
+    purpose_limited: bool
+    """The recipient may use the data only for the purposes listed for it here."""
+    equivalent_protection: bool
+    """The recipient protects the data at least as well as the business does."""
+    notifies_if_unable: bool
+    """The recipient tells the business when it can no longer meet these obligations."""
+
+
 class Recipient(Strict):
     """A party personal data may be disclosed to, and what its agreement allows."""
 
@@ -248,12 +271,22 @@ class Recipient(Strict):
     """The recipient uses the data for its own direct marketing (Shine the Light)."""
     only_when: Text | None = None
     """A condition the disclosure depends on, in plain words (e.g. the person links an account)."""
+    agreement: Agreement | None = None
+    """Required for every kind but law enforcement and government, which act under the law."""
 
     @model_validator(mode="after")
-    def _address_unless_authority(self) -> Self:
-        authorities = {RecipientKind.LAW_ENFORCEMENT, RecipientKind.GOVERNMENT}
-        if self.postal_address is None and self.kind not in authorities:
-            raise ValueError(f"a {self.kind.value} recipient needs a postal_address")
+    def _address_and_agreement_unless_authority(self) -> Self:
+        if self.kind in {RecipientKind.LAW_ENFORCEMENT, RecipientKind.GOVERNMENT}:
+            return self
+        if self.postal_address is None:
+            raise ValueError(f"a recipient of kind '{self.kind.value}' needs a postal_address")
+        if self.agreement is None:
+            raise ValueError(f"a recipient of kind '{self.kind.value}' needs an agreement")
+        if not self.agreement.purpose_limited:
+            raise ValueError(
+                "the agreement must limit the recipient to the purposes listed for it "
+                "(purpose_limited: true)"
+            )
         return self
 
 

@@ -15,6 +15,7 @@ import jinja2
 
 from pledge.policy.document import (
     ConsentRequirement,
+    ContactMethod,
     DirectMarketing,
     DoNotTrackAnswer,
     GpcAnswer,
@@ -121,6 +122,7 @@ class RecipientView:
     purposes: list[str]
     only_when: str | None
     own_direct_marketing: bool
+    bound_by: list[str]
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,17 @@ class CookieView:
     trackers: list[str]
 
 
+_CONTACT = {
+    ContactMethod.EMAIL: "e-mail",
+    ContactMethod.POSTAL_MAIL: "post",
+    ContactMethod.PHONE: "phone",
+}
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
+
+
 def render_policy(document: PolicyDocument, fmt: str, *, public_url: str) -> str:
     """The policy as a standalone HTML page (`fmt="html"`) or as Markdown (`fmt="md"`)."""
     if fmt not in TEMPLATES:
@@ -144,9 +157,10 @@ def render_policy(document: PolicyDocument, fmt: str, *, public_url: str) -> str
 
 def build_view(document: PolicyDocument, *, public_url: str) -> dict[str, object]:
     """The view-model both templates print; `document` is passed for its plain fields only."""
-    org, recipients = document.organization, document.recipients.values()
+    org = document.organization
     sts, date = org.shine_the_light, document.effective_date
     groups, social = group_recipients(document), _KINDS[RecipientKind.SOCIAL_NETWORK]
+    marketers = [r for r in document.recipients.values() if r.own_direct_marketing]
     return {
         "document": document,
         "org": org,
@@ -167,17 +181,18 @@ def build_view(document: PolicyDocument, *, public_url: str) -> dict[str, object
         "parental_methods": [_PARENTAL[m] for m in document.children.parental_consent_methods],
         "sold_or_shared": sold_or_shared(document),
         "shine_the_light": [org.legal_name, f"Attn: {sts.attention}", *sts.postal_address.lines()],
-        "marketers": [
-            describe_recipient(document, r) for r in recipients if r.own_direct_marketing
-        ],
+        "marketers": [describe_recipient(document, r) for r in marketers],
         "social_group": next((g for g in groups if g.title == social), None),
+        "reach_you_by": _join([_CONTACT[m] for m in org.contacts_people_by]),
     }
 
 
 def policy_sections(document: PolicyDocument) -> dict[str, Section]:
     """The sections this document needs, in order, keyed by the name the templates use."""
-    country = _COUNTRIES.get(document.organization.processing_country, "our country")
+    code = document.organization.processing_country
+    country = _COUNTRIES.get(code, code)
     social = any(r.kind is RecipientKind.SOCIAL_NETWORK for r in document.recipients.values())
+    other_sites = document.notices.links_to_other_sites or social
     wanted = {
         "changes_made": ("What changed", document.material and bool(document.summary_of_changes)),
         "who": ("Who we are", True),
@@ -190,10 +205,7 @@ def policy_sections(document: PolicyDocument) -> dict[str, Section]:
         "rights": ("Your rights and how to use them", True),
         "children": ("Children", True),
         "user_content": ("Content you submit", document.notices.user_content_is_public),
-        "other_sites": (
-            "Other websites and social networks",
-            document.notices.links_to_other_sites or social,
-        ),
+        "other_sites": ("Other websites and social networks", other_sites),
         "security": ("How we protect your data", True),
         "california": ("Your California Privacy Rights", True),
         "processing": (f"Processing in {country}", True),
@@ -267,7 +279,21 @@ def describe_recipient(document: PolicyDocument, recipient: Recipient) -> Recipi
         purposes=[document.purpose_name(p) for p in recipient.purposes],
         only_when=recipient.only_when,
         own_direct_marketing=recipient.own_direct_marketing,
+        bound_by=agreement_terms(recipient),
     )
+
+
+def agreement_terms(recipient: Recipient) -> list[str]:
+    """What the recipient's agreement binds it to, in plain words."""
+    agreement = recipient.agreement
+    if agreement is None:
+        return []
+    terms = [
+        (agreement.purpose_limited, "use the data only for the purposes listed here"),
+        (agreement.equivalent_protection, "protect it at least as well as we do"),
+        (agreement.notifies_if_unable, "tell us if it can no longer do so"),
+    ]
+    return [text for holds, text in terms if holds]
 
 
 def group_recipients(document: PolicyDocument) -> dict[Section, list[RecipientView]]:
@@ -283,15 +309,10 @@ def group_recipients(document: PolicyDocument) -> dict[Section, list[RecipientVi
 
 def describe_cookies(document: PolicyDocument, key: str) -> CookieView:
     """A cookie category with the consent it needs and who sets each tracker, for how long."""
-    cookies = document.cookies[key]
-    trackers = [_tracker_line(document, tracker) for tracker in cookies.trackers]
-    return CookieView(
-        f"cookies-{anchor(key)}",
-        cookies.name,
-        cookies.description,
-        _CONSENT[cookies.consent],
-        trackers,
-    )
+    group = document.cookies[key]
+    trackers = [_tracker_line(document, tracker) for tracker in group.trackers]
+    consent = _CONSENT[group.consent]
+    return CookieView(f"cookies-{anchor(key)}", group.name, group.description, consent, trackers)
 
 
 def sold_or_shared(document: PolicyDocument) -> list[tuple[str, list[str]]]:
@@ -309,12 +330,10 @@ def sold_or_shared(document: PolicyDocument) -> list[tuple[str, list[str]]]:
 
 def describe_signals(document: PolicyDocument) -> list[str]:
     """How Do Not Track and Global Privacy Control are answered."""
-    signals = document.signals
+    dnt, gpc = document.signals.do_not_track, document.signals.global_privacy_control
     honored = {
-        "Do Not Track": signals.do_not_track is DoNotTrackAnswer.OPT_OUT_OF_SALE_AND_SHARING,
-        "Global Privacy Control": (
-            signals.global_privacy_control is GpcAnswer.OPT_OUT_OF_SALE_AND_SHARING
-        ),
+        "Do Not Track": dnt is DoNotTrackAnswer.OPT_OUT_OF_SALE_AND_SHARING,
+        "Global Privacy Control": gpc is GpcAnswer.OPT_OUT_OF_SALE_AND_SHARING,
     }
     return [(_HONORED if yes else _IGNORED).format(name) for name, yes in honored.items()]
 
@@ -322,10 +341,8 @@ def describe_signals(document: PolicyDocument) -> list[str]:
 def announcement_channels(document: PolicyDocument) -> str:
     """Where a material change is announced, as a phrase ("" when nowhere beyond this page)."""
     notice = document.notices.material_change
-    channels = {
-        "on our home page": notice.home_page,
-        "by e-mail to our subscribers": (notice.email_subscribers),
-    }
+    home, mail = notice.home_page, notice.email_subscribers
+    channels = {"on our home page": home, "by e-mail to our subscribers": mail}
     return " and ".join(channel for channel, used in channels.items() if used)
 
 

@@ -180,6 +180,18 @@ CASES = [
         "needs a postal_address",
     ),
     (
+        "processor without an agreement",
+        delete_in("recipients", "payment_processor", "agreement"),
+        "recipients.payment_processor",
+        "needs an agreement",
+    ),
+    (
+        "agreement that does not limit the recipient's purposes",
+        set_in("recipients", "payment_processor", "agreement", "purpose_limited", value=False),
+        "recipients.payment_processor",
+        "purpose_limited: true",
+    ),
+    (
         "minimum age below COPPA",
         set_in("children", "minimum_age", value=12),
         "children.minimum_age",
