@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from pledge import __version__
 from pledge.config import Settings
@@ -40,7 +41,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         raise DatabaseNotReady("the database schema is not current: run `pledge db upgrade`")
     if not list_versions(runtime.sessions):
         publish_policy(runtime.sessions, policy, published_by="pledge (first start)")
-    app = FastAPI(
+    # The API docs pages are served from Pledge itself: no CDN learns who reads them.
+    app = FastAPIOffline(
         title="Pledge",
         version=__version__,
         summary="The privacy policy as running software.",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,6 +59,15 @@ def test_the_privacy_page_is_the_policy_generated_from_the_file(client: TestClie
 def test_the_openapi_document_describes_the_policy_endpoints(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/v1/policy", "/v1/policy/versions", "/privacy"} <= set(paths)
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_the_api_docs_pages_load_nothing_from_other_sites(client: TestClient, page: str) -> None:
+    html = client.get(page).text
+    assert "openapi.json" in html
+    external = [u for u in re.findall(r"""(?:src|href)=["']([^"']+)""", html) if "//" in u]
+    assert external == []
+    assert "fonts.googleapis" not in html
 
 
 def test_the_access_log_holds_no_ip_address_and_no_query_string(

@@ -1,0 +1,42 @@
+"""The docs describe what exists: a route or command nobody documented fails the build."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import typer.main
+from fastapi.routing import APIRoute
+
+from pledge.cli import app as cli_app
+from pledge.policy import api_routes, page_routes
+
+DOCS = Path(__file__).resolve().parents[3] / "docs"
+README = DOCS.parent / "README.md"
+
+ROUTES = sorted(
+    (method, route.path)
+    for router in (api_routes, page_routes)
+    for route in router.routes
+    if isinstance(route, APIRoute)
+    for method in route.methods
+)
+
+
+def cli_commands() -> list[str]:
+    group = typer.main.get_group(cli_app)
+    names = []
+    for name, command in group.commands.items():
+        sub = getattr(command, "commands", None)
+        names.extend(f"pledge {name} {s}" for s in sub) if sub else names.append(f"pledge {name}")
+    return sorted(names)
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+def test_every_route_is_described_in_the_api_doc(method: str, path: str) -> None:
+    assert f"`{method} {path}`" in (DOCS / "api.md").read_text()
+
+
+@pytest.mark.parametrize("command", cli_commands())
+def test_every_command_is_shown_in_the_readme(command: str) -> None:
+    assert command in README.read_text()
