@@ -8,18 +8,22 @@ absent the PostgreSQL runs are skipped with a message on a laptop, and fail unde
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from pledge.apikeys import create_api_key
 from pledge.config import Environment, Settings
 from pledge.db import create_database_engine
+from pledge.keyring import Keyring, LocalKeyFile
+from pledge.keyring.tables import KeystoreBase
 from pledge.migrations import upgrade_database
 from pledge.runtime import Runtime
 
@@ -29,6 +33,8 @@ POSTGRESQL_ADMIN_URL = os.environ.get(
     "PLEDGE_TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 IN_CI = os.environ.get("CI", "").lower() == "true"
+KEYS_DIR = Path(tempfile.mkdtemp(prefix="pledge-test-keys-"))
+"""Master-key files of the test run: never in the working tree."""
 BACKENDS = ("sqlite", "postgresql")
 
 
@@ -114,6 +120,8 @@ def test_settings(database_url: str, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "environment": Environment.TEST,
         "database_url": database_url,
+        "keystore_url": "sqlite://",
+        "master_key_file": KEYS_DIR / "master.key",
         "secret_key": "test-secret-key-not-a-placeholder",
         "policy_file": REFERENCE_POLICY,
         "public_url": "https://privacy.example.test",
@@ -125,18 +133,48 @@ def test_settings(database_url: str, **overrides: object) -> Settings:
 test_settings.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
 
 
+@pytest.fixture(scope="session")
+def keystore_engine(fresh_databases: FreshDatabases) -> Iterator[Engine]:
+    """The key store of the session, a database apart from the main one, on the same backend."""
+    engine = create_database_engine(fresh_databases.new())
+    KeystoreBase.metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+def _url(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=False)
+
+
 @pytest.fixture
-def runtime(migrated_engine: Engine) -> Iterator[Runtime]:
-    """A runtime whose every commit lands in a savepoint rolled back after the test."""
-    connection = migrated_engine.connect()
-    outer = connection.begin()
-    sessions = sessionmaker(
-        bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+def runtime(migrated_engine: Engine, keystore_engine: Engine) -> Iterator[Runtime]:
+    """A runtime whose every commit, in both databases, lands in a savepoint rolled back after."""
+    connection, keystore_connection = migrated_engine.connect(), keystore_engine.connect()
+    outer, keystore_outer = connection.begin(), keystore_connection.begin()
+    sessions = _savepoint_sessions(connection)
+    settings = test_settings(_url(migrated_engine), keystore_url=_url(keystore_engine))
+    keyring = Keyring(LocalKeyFile(settings.master_key_file), _savepoint_sessions(keystore_connection))
+    yield Runtime(
+        settings=settings,
+        engine=migrated_engine,
+        sessions=sessions,
+        keyring=keyring,
+        keystore_engine=keystore_engine,
     )
-    settings = test_settings(migrated_engine.url.render_as_string(hide_password=False))
-    yield Runtime(settings=settings, engine=migrated_engine, sessions=sessions)
     outer.rollback()
+    keystore_outer.rollback()
     connection.close()
+    keystore_connection.close()
+
+
+def _savepoint_sessions(connection: Connection) -> sessionmaker[Session]:
+    return sessionmaker(bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint")
+
+
+def api_headers(runtime: Runtime, *scopes: str) -> dict[str, str]:
+    """Authorization headers of a new API key holding `scopes`."""
+    _, token = create_api_key(runtime.sessions, name="test", scopes=scopes, created_by="tests")
+    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture

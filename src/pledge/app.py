@@ -9,6 +9,7 @@ from fastapi_offline import FastAPIOffline
 
 from pledge import __version__
 from pledge.config import Settings
+from pledge.limits import BodyLimit
 from pledge.logs import AccessLog
 from pledge.migrations import schema_is_current
 from pledge.policy import (
@@ -20,11 +21,17 @@ from pledge.policy import (
     publish_policy,
 )
 from pledge.runtime import Runtime
+from pledge.vault import PersonalDataScanner, Vault
+from pledge.vault import api_routes as vault_routes
 
 log = logging.getLogger(__name__)
 
 
-class DatabaseNotReady(RuntimeError):  # noqa: N818 - the domain's word: the database is not ready
+_scanner = PersonalDataScanner()
+"""One scanner per process: building Presidio's engine takes about half a second."""
+
+
+class DatabaseNotReady(RuntimeError):
     """The database schema is not at the newest migration."""
 
 
@@ -52,8 +59,11 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         ),
     )
     app.state.runtime = runtime
+    app.state.vault = Vault(runtime.sessions, runtime.keyring, _scanner)
+    app.add_middleware(BodyLimit)
     app.add_middleware(AccessLog)
     app.include_router(api_routes)
+    app.include_router(vault_routes)
     app.include_router(page_routes)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and database check")

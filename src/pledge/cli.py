@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import json
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -13,7 +14,9 @@ import uvicorn
 import yaml
 from pydantic import ValidationError
 
+from pledge.apikeys import InvalidScopes, create_api_key, list_api_keys, revoke_api_key
 from pledge.app import DatabaseNotReady, create_app
+from pledge.audit import record, verify_chain
 from pledge.config import Settings
 from pledge.demo import load_demo
 from pledge.logs import configure_logging
@@ -32,14 +35,38 @@ from pledge.policy import (
     retention_changes,
 )
 from pledge.runtime import Runtime
+from pledge.vault import (
+    CollectionRefused,
+    IdentityKind,
+    PersonalDataScanner,
+    Source,
+    SubjectErased,
+    SubjectNotFound,
+    Submission,
+    UnknownPurpose,
+    Vault,
+)
 
 app = typer.Typer(help="Pledge: the privacy policy as running software.", no_args_is_help=True)
 policy_app = typer.Typer(
     help="Check, render, publish and compare policy files.", no_args_is_help=True
 )
 db_app = typer.Typer(help="Pledge's own database schema.", no_args_is_help=True)
+apikey_app = typer.Typer(help="API keys for integrating services.", no_args_is_help=True)
+keys_app = typer.Typer(help="Master keys and data keys.", no_args_is_help=True)
+audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+subjects_app = typer.Typer(
+    help="Read, find and erase subjects (staff, audited).", no_args_is_help=True
+)
 app.add_typer(policy_app, name="policy")
 app.add_typer(db_app, name="db")
+app.add_typer(apikey_app, name="apikey")
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+app.add_typer(subjects_app, name="subjects")
+StaffOption = Annotated[
+    str, typer.Option("--staff", help="The staff member acting (recorded in the audit log).")
+]
 
 HostOption = Annotated[str, typer.Option(help="Address to listen on.")]
 PortOption = Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)]
@@ -105,6 +132,8 @@ def demo(host: HostOption = "127.0.0.1", port: PortOption = 8000) -> None:
     summary = load_demo(runtime)
     state = "published" if summary.policy_created else "already published"
     typer.echo(f"demo: reference policy {summary.policy.version} {state}")
+    typer.echo(f"demo: {summary.people_created} demo people collected into the vault")
+    typer.echo(f"demo: API key (all scopes) for trying the API: {summary.api_key}")
     _run_server(settings, host, port, migrate=False, runtime=runtime)
 
 
@@ -245,6 +274,207 @@ def _write(text: str, output: Path | None) -> None:
     else:
         output.write_text(text, encoding="utf-8")
         typer.echo(f"wrote {output}", err=True)
+
+
+@apikey_app.command("create")
+def apikey_create(
+    name: Annotated[str, typer.Argument(help="What the key is for, e.g. 'shop backend'.")],
+    scope: Annotated[list[str], typer.Option("--scope", "-s", help="A scope; repeat for several.")],
+    by: Annotated[str | None, typer.Option(help="Who creates it (default: the OS user).")] = None,
+) -> None:
+    """Create an API key and print it once; only its hash is stored."""
+    with _open_database(_settings()) as runtime:
+        try:
+            info, token = create_api_key(
+                runtime.sessions,
+                name=name,
+                scopes=scope,
+                created_by=f"staff:{by or getpass.getuser()}",
+            )
+        except InvalidScopes as invalid:
+            raise _fail(f"pledge: {invalid}") from None
+    typer.echo(f"key #{info.id} '{info.name}' with scopes {' '.join(info.scopes)}")
+    typer.echo("Store it now; it is not shown again:")
+    typer.echo(token)
+
+
+@apikey_app.command("list")
+def apikey_list() -> None:
+    """List API keys (never their secrets)."""
+    with _open_database(_settings()) as runtime:
+        keys = list_api_keys(runtime.sessions)
+    for key in keys:
+        state = "revoked" if key.revoked else "active"
+        typer.echo(f"#{key.id}  {key.name}  pledge_{key.prefix}_…  {state}  {' '.join(key.scopes)}")
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(key_id: int, by: Annotated[str | None, typer.Option()] = None) -> None:
+    """Revoke an API key at once."""
+    with _open_database(_settings()) as runtime:
+        done = revoke_api_key(
+            runtime.sessions, key_id, revoked_by=f"staff:{by or getpass.getuser()}"
+        )
+    if not done:
+        raise _fail(f"pledge: no active API key #{key_id}")
+    typer.echo(f"key #{key_id} revoked")
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    retire_previous: Annotated[
+        bool, typer.Option(help="Destroy master keys no data key uses any more.")
+    ] = False,
+) -> None:
+    """Make a new master key active and re-wrap every data key under it; values are untouched."""
+    with _open_database(_settings()) as runtime:
+        report = runtime.keyring.rotate_master_key(retire_previous=retire_previous)
+        with runtime.sessions() as session, session.begin():
+            record(
+                session,
+                actor=f"staff:{getpass.getuser()}",
+                action="keys.rotate",
+                details={
+                    "new_key": report.new_key_id,
+                    "rewrapped": report.rewrapped,
+                    "retired": list(report.retired),
+                },
+            )
+    typer.echo(f"master key {report.new_key_id} active; {report.rewrapped} data keys re-wrapped")
+    for key_id in report.retired:
+        typer.echo(f"retired {key_id}")
+
+
+@keys_app.command("status")
+def keys_status() -> None:
+    """Show the active master key and how many data keys each master key wraps."""
+    with _open_database(_settings()) as runtime:
+        active = runtime.keyring.provider.active_key_id
+        for key_id, count in sorted(runtime.keyring.master_keys_in_use().items()):
+            typer.echo(f"{key_id}  {count} data keys{'  (active)' if key_id == active else ''}")
+        typer.echo(f"active: {active}")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the audit log's hash chain; name the first bad entry and exit 1 if it is broken."""
+    with _open_database(_settings()) as runtime:
+        count, problem = verify_chain(runtime.sessions)
+    if problem is not None:
+        raise _fail(f"audit log broken at {problem}", code=1)
+    typer.echo(f"audit log intact: {count} entries")
+
+
+@app.command()
+def collect(
+    collection_point: Annotated[str, typer.Argument(help="A collection point of the policy.")],
+    staff: StaffOption,
+    fields_json: Annotated[
+        Path, typer.Option("--fields-json", help="A JSON object of field values; '-' reads stdin.")
+    ] = Path("-"),
+    identity: Annotated[
+        str | None, typer.Option(help="kind:value, e.g. email:jane@example.com.")
+    ] = None,
+    subject: Annotated[str | None, typer.Option(help="Add to this subject ID.")] = None,
+) -> None:
+    """Enter data received by phone, letter or meeting (marked as a staff entry).
+
+    Values are read as JSON from a file or stdin, never from the command line, so they do not
+    end up in the shell's history.
+    """
+    raw = sys.stdin.read() if str(fields_json) == "-" else fields_json.read_text(encoding="utf-8")
+    try:
+        fields = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise _fail(f"pledge: the fields are not JSON: {error.msg}") from None
+    if not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values()):
+        raise _fail("pledge: the fields must be a JSON object of strings")
+    parsed_identity = None
+    if identity is not None:
+        kind, _, value = identity.partition(":")
+        if kind not in IdentityKind.__members__.values():
+            raise _fail(f"pledge: identity kind must be one of {', '.join(IdentityKind)}")
+        parsed_identity = (IdentityKind(kind), value)
+    submission = Submission(
+        collection_point=collection_point,
+        fields=fields,
+        source=Source.STAFF_ENTRY,
+        identity=parsed_identity,
+        subject_id=subject,
+        entered_by=staff,
+    )
+    with _open_database(_settings()) as runtime:
+        try:
+            (result,) = _vault(runtime).collect([submission], actor=f"staff:{staff}")
+        except CollectionRefused as refused:
+            raise _fail(f"pledge: refused, nothing stored: {refused}", code=1) from None
+    state = "new subject" if result.created else "existing subject"
+    typer.echo(f"stored {len(result.value_ids)} values for {state} {result.subject_id}")
+
+
+@subjects_app.command("read")
+def subjects_read(
+    subject_id: str,
+    purpose: Annotated[str, typer.Option(help="The purpose the data is read for.")],
+    staff: StaffOption,
+) -> None:
+    """Print a subject's data in the categories a purpose may use, as JSON (audited)."""
+    with _open_database(_settings()) as runtime:
+        try:
+            data = _vault(runtime).read(subject_id, purpose, actor=f"staff:{staff}")
+        except (UnknownPurpose, SubjectNotFound, SubjectErased) as error:
+            raise _fail(f"pledge: {type(error).__name__}: {error}") from None
+    payload = {
+        "subject_id": data.subject_id,
+        "purpose": data.purpose,
+        "policy_version": data.policy_version,
+        "values": [
+            {
+                k: (v.isoformat() if hasattr(v, "isoformat") else v)
+                for k, v in value.__dict__.items()
+            }
+            for value in data.values
+        ],
+    }
+    typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+
+
+@subjects_app.command("resolve")
+def subjects_resolve(
+    identity: Annotated[str, typer.Argument(help="kind:value, e.g. email:jane@example.com.")],
+    staff: StaffOption,
+) -> None:
+    """Print the subject ID an identity belongs to (audited)."""
+    kind, _, value = identity.partition(":")
+    if kind not in IdentityKind.__members__.values():
+        raise _fail(f"pledge: identity kind must be one of {', '.join(IdentityKind)}")
+    with _open_database(_settings()) as runtime:
+        subject_id = _vault(runtime).resolve(IdentityKind(kind), value, actor=f"staff:{staff}")
+    if subject_id is None:
+        raise _fail("pledge: no subject has this identity", code=1)
+    typer.echo(subject_id)
+
+
+@subjects_app.command("erase")
+def subjects_erase(
+    subject_id: str,
+    reason: Annotated[str, typer.Option(help="Why, for the audit log (no personal data).")],
+    staff: StaffOption,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Erase a subject: destroy its data key, identities and values. Cannot be undone."""
+    if not yes:
+        typer.confirm(f"Erase subject {subject_id} for good?", abort=True)
+    with _open_database(_settings()) as runtime:
+        try:
+            erased = _vault(runtime).shred(subject_id, actor=f"staff:{staff}", reason=reason)
+        except SubjectNotFound:
+            raise _fail("pledge: no subject has this ID") from None
+    typer.echo("erased" if erased else "already erased")
+
+
+def _vault(runtime: Runtime) -> Vault:
+    return Vault(runtime.sessions, runtime.keyring, PersonalDataScanner())
 
 
 def main() -> None:

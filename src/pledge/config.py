@@ -24,6 +24,13 @@ class Environment(enum.StrEnum):
     PRODUCTION = "production"
 
 
+class KeyProviderKind(enum.StrEnum):
+    """Where the master key lives."""
+
+    LOCAL = "local"
+    PKCS11 = "pkcs11"
+
+
 class Settings(BaseSettings):
     """Every setting Pledge reads, from `PLEDGE_*` environment variables or a `.env` file."""
 
@@ -61,6 +68,30 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     """The address people reach Pledge at; used in generated links and in the rendered policy."""
 
+    keystore_url: str = "sqlite:///pledge-keys.db"
+    """SQLAlchemy URL of the key store holding the wrapped per-subject data keys. It is a separate
+    database from `PLEDGE_DATABASE_URL` on purpose: erasing a subject destroys its key here, so a
+    copy of the main database restored later stays unreadable. Back it up on its own, briefly."""
+
+    key_provider: KeyProviderKind = KeyProviderKind.LOCAL
+    """Where the master key that wraps data keys lives: `local` (a key file, the embedded default)
+    or `pkcs11` (a hardware or software token; the key never leaves it)."""
+
+    master_key_file: Path = Path("pledge-master.key")
+    """The local provider's key file, created with mode 0600 on first start."""
+
+    pkcs11_library: Path | None = None
+    """Path of the PKCS#11 module (e.g. `/usr/lib/softhsm/libsofthsm2.so`), for `pkcs11`."""
+
+    pkcs11_token_label: str | None = None
+    """Label of the PKCS#11 token holding the master and blind-index keys."""
+
+    pkcs11_pin: SecretStr | None = None
+    """User PIN of the PKCS#11 token."""
+
+    pkcs11_key_label: str = "pledge-master"
+    """Prefix of the token's key labels: `<prefix>-<n>` master keys, `<prefix>-index` HMAC key."""
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Self:
         if self.environment is not Environment.DEVELOPMENT:
@@ -71,4 +102,11 @@ class Settings(BaseSettings):
                         f"PLEDGE_{name.upper()} still holds the development placeholder; "
                         f"set a real secret when PLEDGE_ENVIRONMENT={self.environment.value}"
                     )
+        if self.key_provider is KeyProviderKind.PKCS11 and not (
+            self.pkcs11_library and self.pkcs11_token_label and self.pkcs11_pin
+        ):
+            raise ValueError(
+                "PLEDGE_KEY_PROVIDER=pkcs11 needs PLEDGE_PKCS11_LIBRARY, PLEDGE_PKCS11_TOKEN_LABEL "
+                "and PLEDGE_PKCS11_PIN"
+            )
         return self

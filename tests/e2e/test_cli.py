@@ -17,15 +17,17 @@ from fideslang.models import Taxonomy
 from typer.testing import CliRunner
 
 from pledge.cli import app
-from tests.conftest import REFERENCE_POLICY
+from tests.conftest import REFERENCE_POLICY, FreshDatabases
 
 PLEDGE = [sys.executable, "-m", "pledge.cli"]
 
 
 @pytest.fixture
-def env(empty_database_url: str) -> dict[str, str]:
+def env(empty_database_url: str, fresh_databases: FreshDatabases, tmp_path: Path) -> dict[str, str]:
     return {
         "PLEDGE_DATABASE_URL": empty_database_url,
+        "PLEDGE_KEYSTORE_URL": fresh_databases.new(),
+        "PLEDGE_MASTER_KEY_FILE": str(tmp_path / "master.key"),
         "PLEDGE_ENVIRONMENT": "test",
         "PLEDGE_SECRET_KEY": "test-secret-key-not-a-placeholder",
     }
@@ -141,10 +143,15 @@ def server(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, subproces
 
 
 def test_serve_migrates_the_configured_database_and_serves_the_policy(
-    server: tuple[str, subprocess.Popen[str]],
+    server: tuple[str, subprocess.Popen[str]], runner: CliRunner
 ) -> None:
     base, process = server
-    assert httpx.get(f"{base}/v1/policy").json()["version"] == "2026.11"
+    created = runner.invoke(app, ["apikey", "create", "reader", "--scope", "policy:read"])
+    assert created.exit_code == 0, created.output
+    token = created.output.strip().splitlines()[-1]
+    assert httpx.get(f"{base}/v1/policy").status_code == 401
+    headers = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(f"{base}/v1/policy", headers=headers).json()["version"] == "2026.11"
     assert "Aura Imaging, Inc." in httpx.get(f"{base}/privacy").text
     assert httpx.get(f"{base}/docs").status_code == 200
     process.terminate()
@@ -186,30 +193,35 @@ def test_serve_refuses_a_placeholder_secret_in_production(env: dict[str, str]) -
     assert "Traceback" not in result.stderr
 
 
-def test_demo_starts_on_a_sqlite_file_in_the_working_directory_with_no_settings(
-    tmp_path: Path,
-) -> None:
+def test_demo_starts_on_a_sqlite_file_in_the_working_directory_with_no_settings(tmp_path: Path) -> None:
     port = free_port()
     clean_env = {k: v for k, v in os.environ.items() if not k.startswith("PLEDGE_")}
     process = subprocess.Popen(
         [*PLEDGE, "demo", "--port", str(port)],
-        env=clean_env,
+        env={**clean_env, "PYTHONUNBUFFERED": "1"},
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(3)]
+        assert lines[0].startswith("demo: reference policy 2026.11 published")
+        assert lines[1].startswith("demo: 6 demo people collected")
+        token = lines[2].rsplit(" ", 1)[-1].strip()
+        headers = {"Authorization": f"Bearer {token}"}
         deadline, body = time.monotonic() + 30, None
         while time.monotonic() < deadline and body is None:
             try:
-                body = httpx.get(f"http://127.0.0.1:{port}/v1/policy", timeout=1).json()
+                body = httpx.get(f"http://127.0.0.1:{port}/v1/policy", headers=headers, timeout=1).json()
             except httpx.TransportError:
                 time.sleep(0.2)
         assert body is not None, "the demo server did not answer within 30 s"
         assert body["version"] == "2026.11"
         assert (tmp_path / "pledge.db").is_file()
+        assert (tmp_path / "pledge-keys.db").is_file()
+        assert (tmp_path / "pledge-master.key").stat().st_mode & 0o777 == 0o600
     finally:
         process.terminate()
-        output, _ = process.communicate(timeout=10)
-    assert "demo: reference policy 2026.11 published" in output
+        process.communicate(timeout=10)

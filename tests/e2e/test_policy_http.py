@@ -13,13 +13,24 @@ from fastapi.testclient import TestClient
 from pledge.app import DatabaseNotReady, create_app
 from pledge.policy import PolicyInvalid, list_versions, load_policy_file
 from pledge.runtime import Runtime
-from tests.conftest import REFERENCE_POLICY, test_settings
+from tests.conftest import REFERENCE_POLICY, api_headers, test_settings
 
 
 @pytest.fixture
 def client(runtime: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(runtime.settings, runtime)) as test_client:
+    headers = api_headers(runtime, "policy:read")
+    with TestClient(create_app(runtime.settings, runtime), headers=headers) as test_client:
         yield test_client
+
+
+def test_the_policy_api_needs_a_key_with_its_scope(runtime: Runtime) -> None:
+    with TestClient(create_app(runtime.settings, runtime)) as anonymous:
+        assert anonymous.get("/v1/policy").status_code == 401
+        assert anonymous.get("/privacy").status_code == 200
+        collector = api_headers(runtime, "collect")
+        refused = anonymous.get("/v1/policy/versions", headers=collector)
+        assert refused.status_code == 403
+        assert "policy:read" in refused.json()["detail"]
 
 
 def test_the_first_start_publishes_the_configured_policy_and_serves_it(client: TestClient) -> None:

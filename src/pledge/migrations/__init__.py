@@ -13,7 +13,12 @@ from sqlalchemy import Engine, MetaData
 
 from pledge.db import Base
 
-TABLE_MODULES = ("pledge.policy.tables",)
+TABLE_MODULES = (
+    "pledge.policy.tables",
+    "pledge.audit.tables",
+    "pledge.apikeys.tables",
+    "pledge.vault.tables",
+)
 """Every module that declares tables; the metadata Alembic compares against imports them all."""
 
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from pledge.policy.document import ENTRY_SECTIONS, Children, PolicyDocument, Signals
-from pledge.policy.rules import PolicyParts, Problem, check_policy
+from pledge.policy.rules import PolicyParts, Problem, PurposeMap, check_policy, compile_purpose_map
 
 MAX_POLICY_BYTES = 2 * 1024 * 1024
 """A policy file larger than this is refused before parsing."""
@@ -35,7 +36,7 @@ class PolicyError:
         return f"{where}: {self.path or '(top)'}: {self.message}"
 
 
-class PolicyInvalid(Exception):  # noqa: N818 - the domain's word for it: the policy is invalid
+class PolicyInvalid(Exception):
     """A policy file that cannot be used; `errors` holds every problem found."""
 
     def __init__(self, errors: Sequence[PolicyError]) -> None:
@@ -52,6 +53,11 @@ class LoadedPolicy:
     document: PolicyDocument
     source_text: str
     content_hash: str = field(default="")
+
+    @cached_property
+    def purpose_map(self) -> PurposeMap:
+        """Which categories each purpose may use, compiled once for this version."""
+        return compile_purpose_map(self.document)
 
     @classmethod
     def of(cls, document: PolicyDocument, source_text: str) -> LoadedPolicy:

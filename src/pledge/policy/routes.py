@@ -9,12 +9,15 @@ from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from pydantic import BaseModel
 
+from pledge.apikeys import require_scope
 from pledge.policy import service
 from pledge.policy.loader import LoadedPolicy
 from pledge.policy.rendering import render_policy
 from pledge.runtime import Runtime, runtime_of
 
-api = APIRouter(prefix="/v1/policy", tags=["policy"])
+api = APIRouter(
+    prefix="/v1/policy", tags=["policy"], dependencies=[Depends(require_scope("policy:read"))]
+)
 pages = APIRouter(tags=["privacy policy"])
 
 RuntimeDep = Annotated[Runtime, Depends(runtime_of)]

@@ -10,13 +10,14 @@ from fastapi.routing import APIRoute
 
 from pledge.cli import app as cli_app
 from pledge.policy import api_routes, page_routes
+from pledge.vault import api_routes as vault_routes
 
 DOCS = Path(__file__).resolve().parents[3] / "docs"
 README = DOCS.parent / "README.md"
 
 ROUTES = sorted(
     (method, route.path)
-    for router in (api_routes, page_routes)
+    for router in (api_routes, page_routes, vault_routes)
     for route in router.routes
     if isinstance(route, APIRoute)
     for method in route.methods

@@ -1,0 +1,48 @@
+"""The vault: subjects and their personal data, sealed, provenance-tracked and purpose-bound."""
+
+from pledge.vault.redaction import PersonalDataScanner, Redaction
+from pledge.vault.routes import api as api_routes
+from pledge.vault.rules import (
+    MAX_BATCH,
+    MAX_FIELDS,
+    MAX_IDENTITY_CHARS,
+    MAX_VALUE_CHARS,
+    IdentityKind,
+    Source,
+)
+from pledge.vault.service import (
+    Collected,
+    CollectionRefused,
+    NoPolicyInForce,
+    StoredValue,
+    SubjectData,
+    SubjectErased,
+    SubjectNotFound,
+    Submission,
+    UnknownPurpose,
+    ValueNotFound,
+    Vault,
+)
+
+__all__ = [
+    "MAX_BATCH",
+    "MAX_FIELDS",
+    "MAX_IDENTITY_CHARS",
+    "MAX_VALUE_CHARS",
+    "Collected",
+    "CollectionRefused",
+    "IdentityKind",
+    "NoPolicyInForce",
+    "PersonalDataScanner",
+    "Redaction",
+    "Source",
+    "StoredValue",
+    "SubjectData",
+    "SubjectErased",
+    "SubjectNotFound",
+    "Submission",
+    "UnknownPurpose",
+    "ValueNotFound",
+    "Vault",
+    "api_routes",
+]

@@ -1,0 +1,174 @@
+"""Pure vault rules: identities in canonical form, and what a collection point accepts.
+
+No I/O here: these functions take the policy document and the submitted values and say what
+is wrong, so the same checks serve the HTTP API, the CLI and batch collection.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import phonenumbers
+
+from pledge.policy.document import PolicyDocument
+
+MAX_VALUE_CHARS = 10_000
+"""Longest value a field may hold (a comment of about 1,500 words)."""
+MAX_FIELDS = 100
+"""Most fields one submission may carry."""
+MAX_BATCH = 1_000
+"""Most submissions one batch may carry."""
+MAX_IDENTITY_CHARS = 320
+"""Longest identity value (the longest valid e-mail address)."""
+
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+_NETWORK = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+
+
+class IdentityKind(enum.StrEnum):
+    """Kinds of identity a subject can be found by."""
+
+    EMAIL = "email"
+    PHONE = "phone"
+    SOCIAL = "social"
+    DEVICE = "device"
+
+
+IDENTITY_CATEGORIES = {
+    "user.contact.email": IdentityKind.EMAIL,
+    "user.contact.phone_number": IdentityKind.PHONE,
+    "user.social.account": IdentityKind.SOCIAL,
+    "user.device.device_id": IdentityKind.DEVICE,
+}
+"""Categories whose values also identify the subject, in the order one is picked as primary."""
+
+
+class Source(enum.StrEnum):
+    """How a value reached Pledge (its provenance)."""
+
+    WEB_FORM = "web_form"
+    APP = "app"
+    API = "api"
+    STAFF_ENTRY = "staff_entry"
+    SOCIAL_NETWORK = "social_network"
+    DEVICE = "device"
+    EMAIL = "email"
+
+
+class IdentityInvalid(ValueError):
+    """An identity value that cannot be put in canonical form."""
+
+
+def normalize_identity(kind: IdentityKind, value: str) -> str:
+    """The canonical form of an identity, so equal identities index equally."""
+    text = unicodedata.normalize("NFC", value).strip()
+    if not text or len(text) > MAX_IDENTITY_CHARS:
+        raise IdentityInvalid(
+            f"an {kind.value} identity must have 1 to {MAX_IDENTITY_CHARS} characters"
+        )
+    if kind is IdentityKind.EMAIL:
+        text = text.lower()
+        if not _EMAIL.match(text):
+            raise IdentityInvalid("not an e-mail address")
+        return text
+    if kind is IdentityKind.PHONE:
+        try:
+            number = phonenumbers.parse(text, "US")
+        except phonenumbers.NumberParseException:
+            raise IdentityInvalid("not a phone number") from None
+        if not phonenumbers.is_possible_number(number):
+            raise IdentityInvalid("not a possible phone number")
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if kind is IdentityKind.SOCIAL:
+        network, _, account = text.partition(":")
+        network, account = network.strip().lower(), account.strip()
+        if not _NETWORK.match(network) or not account:
+            raise IdentityInvalid("a social identity is written 'network:account'")
+        return f"{network}:{account}"
+    return text
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong with a submission, at `path` (e.g. `fields.email`)."""
+
+    path: tuple[str | int, ...]
+    message: str
+
+
+def submission_problems(
+    document: PolicyDocument,
+    collection_point: str,
+    fields: Mapping[str, str],
+    *,
+    has_identity: bool,
+) -> list[Problem]:
+    """Every reason the policy refuses these fields at this collection point."""
+    point = document.collection_points.get(collection_point)
+    if point is None:
+        known = ", ".join(sorted(document.collection_points))
+        return [
+            Problem(
+                ("collection_point",),
+                f"'{collection_point}' is not a collection point of the policy (known: {known})",
+            )
+        ]
+    problems: list[Problem] = []
+    if len(fields) > MAX_FIELDS:
+        problems.append(Problem(("fields",), f"more than {MAX_FIELDS} fields"))
+    for name, value in fields.items():
+        if name not in point.fields:
+            known = ", ".join(sorted(point.fields))
+            problems.append(
+                Problem(
+                    ("fields", name), f"not a field of '{collection_point}' (its fields: {known})"
+                )
+            )
+        elif len(value) > MAX_VALUE_CHARS:
+            problems.append(Problem(("fields", name), f"longer than {MAX_VALUE_CHARS} characters"))
+        elif not value.strip():
+            problems.append(Problem(("fields", name), "empty; leave an optional field out instead"))
+        elif (kind := IDENTITY_CATEGORIES.get(point.fields[name].category)) is not None:
+            try:
+                normalize_identity(kind, value)
+            except IdentityInvalid as invalid:
+                problems.append(Problem(("fields", name), str(invalid)))
+    for name, spec in point.fields.items():
+        if spec.required and name not in fields:
+            problems.append(
+                Problem(("fields", name), f"required by '{collection_point}' but missing")
+            )
+    if not has_identity and not any(
+        point.fields[name].category in IDENTITY_CATEGORIES
+        for name in fields
+        if name in point.fields
+    ):
+        problems.append(
+            Problem(
+                ("identity",),
+                "give an identity or a subject_id: no field here identifies the person",
+            )
+        )
+    return problems
+
+
+def identities_in(
+    document: PolicyDocument, collection_point: str, fields: Mapping[str, str]
+) -> list[tuple[IdentityKind, str]]:
+    """The identities the submitted fields carry, in canonical form, primary first."""
+    point = document.collection_points[collection_point]
+    found: list[tuple[IdentityKind, str]] = []
+    for category, kind in IDENTITY_CATEGORIES.items():
+        for name, value in fields.items():
+            if point.fields[name].category == category:
+                found.append((kind, normalize_identity(kind, value)))
+    return found
+
+
+def value_aad(subject_id: str, category: str, field: str, version: int) -> bytes:
+    """What a sealed value is bound to: it cannot be moved to another subject, field or version."""
+    return f"pledge:value:{subject_id}:{category}:{field}:{version}".encode()

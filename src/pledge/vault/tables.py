@@ -1,0 +1,76 @@
+"""Tables owned by the vault: subjects, their identities (blind-indexed) and sealed values."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from pledge.db import Base
+
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class Subject(Base):
+    """A person Pledge holds data about, known only by a random ID."""
+
+    __tablename__ = "subjects"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    shredded_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    """When the subject was erased: its key destroyed, its identities and values deleted."""
+
+
+class Identity(Base):
+    """An e-mail, phone, social account or device that finds a subject: only its HMAC is kept."""
+
+    __tablename__ = "identities"
+    __table_args__ = (UniqueConstraint("kind", "digest"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    subject_id: Mapped[str] = mapped_column(ForeignKey("subjects.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    digest: Mapped[str] = mapped_column(String(64))
+    """HMAC-SHA256 of the normalized identity under the blind-index key, in hex."""
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PersonalValue(Base):
+    """One value of one field, sealed under the subject's data key, with its provenance.
+
+    Values are kept as submitted; a correction adds a new version and marks this one superseded.
+    """
+
+    __tablename__ = "personal_values"
+    __table_args__ = (Index("ix_personal_values_subject_current", "subject_id", "superseded_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    subject_id: Mapped[str] = mapped_column(ForeignKey("subjects.id"))
+    category: Mapped[str] = mapped_column(String(200))
+    collection_point: Mapped[str] = mapped_column(String(200))
+    field: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(30))
+    entered_by: Mapped[str | None] = mapped_column(String(200))
+    """The staff member who entered it, for values received by phone, letter or meeting."""
+    policy_version_id: Mapped[int] = mapped_column(ForeignKey("policy_versions.id"))
+    collected_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    version: Mapped[int] = mapped_column(Integer)
+    replaces_id: Mapped[int | None] = mapped_column(ForeignKey("personal_values.id"))
+    superseded_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    redacted_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """For scanned free text: the copy with personal data masked, for publication (also sealed)."""
+    findings: Mapped[str | None] = mapped_column(Text)
+    """For scanned free text: JSON counts of what was found by kind, never the values found."""
