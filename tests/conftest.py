@@ -8,6 +8,8 @@ absent the PostgreSQL runs are skipped with a message on a laptop, and fail unde
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -73,6 +75,31 @@ class FreshDatabases:
             make_url(POSTGRESQL_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
         )
 
+    def copy(self, url: str) -> str:
+        """A copy of the database at `url` (whose connections must all be closed), as a backup
+        restored elsewhere would be."""
+        name = f"pledge_copy_{uuid.uuid4().hex[:12]}"
+        source = make_url(url).database
+        assert source is not None
+        if self.admin is None:
+            target = self.workdir / f"{name}.db"
+            shutil.copyfile(source, target)
+            return f"sqlite:///{target}"
+        with self.admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{source}"'))
+        self.created.append(name)
+        return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+    def dump(self, url: str) -> bytes:
+        """Every byte a backup of the database would hold: the SQLite files, or `pg_dump`."""
+        database = make_url(url).database
+        assert database is not None
+        if self.admin is None:
+            files = [Path(database), Path(f"{database}-wal")]
+            return b"".join(f.read_bytes() for f in files if f.exists())
+        libpq = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        return subprocess.run(["pg_dump", libpq], capture_output=True, check=True).stdout
+
     def drop_all(self) -> None:
         """Drop every database this object created."""
         if self.admin is None:
@@ -109,7 +136,7 @@ def empty_database_url(fresh_databases: FreshDatabases) -> str:
 @pytest.fixture(scope="session")
 def migrated_engine(fresh_databases: FreshDatabases) -> Iterator[Engine]:
     """One database per backend, migrated once for the whole session."""
-    engine = create_database_engine(fresh_databases.new())
+    engine = create_database_engine(fresh_databases.new(), sqlite_write_lock_at_begin=False)
     upgrade_database(engine)
     yield engine
     engine.dispose()
@@ -136,7 +163,7 @@ test_settings.__test__ = False  # type: ignore[attr-defined]  # a helper, not a 
 @pytest.fixture(scope="session")
 def keystore_engine(fresh_databases: FreshDatabases) -> Iterator[Engine]:
     """The key store of the session, a database apart from the main one, on the same backend."""
-    engine = create_database_engine(fresh_databases.new())
+    engine = create_database_engine(fresh_databases.new(), sqlite_write_lock_at_begin=False)
     KeystoreBase.metadata.create_all(engine)
     yield engine
     engine.dispose()
@@ -153,7 +180,9 @@ def runtime(migrated_engine: Engine, keystore_engine: Engine) -> Iterator[Runtim
     outer, keystore_outer = connection.begin(), keystore_connection.begin()
     sessions = _savepoint_sessions(connection)
     settings = test_settings(_url(migrated_engine), keystore_url=_url(keystore_engine))
-    keyring = Keyring(LocalKeyFile(settings.master_key_file), _savepoint_sessions(keystore_connection))
+    keyring = Keyring(
+        LocalKeyFile(settings.master_key_file), _savepoint_sessions(keystore_connection)
+    )
     yield Runtime(
         settings=settings,
         engine=migrated_engine,
@@ -168,7 +197,9 @@ def runtime(migrated_engine: Engine, keystore_engine: Engine) -> Iterator[Runtim
 
 
 def _savepoint_sessions(connection: Connection) -> sessionmaker[Session]:
-    return sessionmaker(bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint")
+    return sessionmaker(
+        bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+    )
 
 
 def api_headers(runtime: Runtime, *scopes: str) -> dict[str, str]:

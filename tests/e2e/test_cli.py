@@ -193,7 +193,9 @@ def test_serve_refuses_a_placeholder_secret_in_production(env: dict[str, str]) -
     assert "Traceback" not in result.stderr
 
 
-def test_demo_starts_on_a_sqlite_file_in_the_working_directory_with_no_settings(tmp_path: Path) -> None:
+def test_demo_starts_on_a_sqlite_file_in_the_working_directory_with_no_settings(
+    tmp_path: Path,
+) -> None:
     port = free_port()
     clean_env = {k: v for k, v in os.environ.items() if not k.startswith("PLEDGE_")}
     process = subprocess.Popen(
@@ -214,7 +216,9 @@ def test_demo_starts_on_a_sqlite_file_in_the_working_directory_with_no_settings(
         deadline, body = time.monotonic() + 30, None
         while time.monotonic() < deadline and body is None:
             try:
-                body = httpx.get(f"http://127.0.0.1:{port}/v1/policy", headers=headers, timeout=1).json()
+                body = httpx.get(
+                    f"http://127.0.0.1:{port}/v1/policy", headers=headers, timeout=1
+                ).json()
             except httpx.TransportError:
                 time.sleep(0.2)
         assert body is not None, "the demo server did not answer within 30 s"

@@ -14,16 +14,16 @@ FIXED_SCOPES = {
 }
 """Scopes that are not about a purpose, with what each lets a key do."""
 
-READ_SCOPE = re.compile(r"^read:([A-Za-z0-9_.-]+|\*)$")
+READ_SCOPE = re.compile(r"^read:([A-Za-z0-9_.-]+|\*)\Z")
 """`read:<purpose>` reads the categories that purpose may use; `read:*` any purpose."""
 
-TOKEN_PATTERN = re.compile(r"^pledge_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$")
+TOKEN_PATTERN = re.compile(r"^pledge_([a-z0-9]{12})_([A-Za-z0-9_-]{43})\Z")
 """A key as presented: `pledge_<prefix>_<secret>`."""
 
 
 def scope_problem(scope: str) -> str | None:
     """Why `scope` is not a valid scope, or None."""
-    if scope in FIXED_SCOPES or READ_SCOPE.match(scope):
+    if scope in FIXED_SCOPES or READ_SCOPE.fullmatch(scope):
         return None
     known = ", ".join([*sorted(FIXED_SCOPES), "read:<purpose>", "read:*"])
     return f"unknown scope '{scope}' (known: {known})"

@@ -84,7 +84,7 @@ def create_api_key(
 
 def authenticate(sessions: sessionmaker[Session], token: str) -> Caller | None:
     """The caller a presented token belongs to, or None if it is unknown, wrong or revoked."""
-    match = TOKEN_PATTERN.match(token)
+    match = TOKEN_PATTERN.fullmatch(token)
     if match is None:
         return None
     prefix, secret = match.groups()

@@ -58,29 +58,31 @@ def verify_chain(sessions: sessionmaker[Session]) -> tuple[int, ChainBreak | Non
     with sessions() as session:
         head_row = session.get(AuditHead, HEAD_ID)
         head = (head_row.seq, head_row.hash) if head_row else None
+        rows = session.scalars(
+            select(AuditEntry).order_by(AuditEntry.seq).execution_options(yield_per=1000)
+        )
         count = 0
 
         def links() -> Iterator[tuple[ChainLink, str]]:
             nonlocal count
-            for row in session.scalars(
-                select(AuditEntry).order_by(AuditEntry.seq).execution_options(yield_per=1000)
-            ):
+            for row in rows:
                 count += 1
-                yield (
-                    ChainLink(
-                        row.seq,
-                        row.at,
-                        row.actor,
-                        row.action,
-                        row.subject_id,
-                        row.purpose,
-                        row.details,
-                        row.prev_hash,
-                    ),
-                    row.hash,
+                link = ChainLink(
+                    row.seq,
+                    row.at,
+                    row.actor,
+                    row.action,
+                    row.subject_id,
+                    row.purpose,
+                    row.details,
+                    row.prev_hash,
                 )
+                yield link, row.hash
 
-        problem = find_break(links(), head)
+        try:
+            problem = find_break(links(), head)
+        finally:
+            rows.close()  # the scan may stop at the first break; release the server cursor
         return count, problem
 
 

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import fcntl
 import hashlib
 import hmac
 import json
 import os
 import secrets
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,6 +38,9 @@ class KeyUnavailable(Exception):
 
 class MasterKeyProvider(Protocol):
     """What the keyring needs from wherever the master key lives."""
+
+    refresh_seconds: float
+    """How long another process may take to notice a rotation (retirement waits this long)."""
 
     @property
     def active_key_id(self) -> str:
@@ -72,9 +79,13 @@ class LocalKeyFile:
     readable until `pledge keys rotate` re-wraps them) and the blind-index key.
     """
 
+    refresh_seconds = 0.0
+    """Each operation checks whether the file changed: other processes see a rotation at once."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._stamp: tuple[int, int] = (0, 0)
         if not path.exists():
             self._create()
         self._load()
@@ -93,7 +104,8 @@ class LocalKeyFile:
             return  # another process created it first; use theirs
 
     def _load(self) -> None:
-        mode = self.path.stat().st_mode & 0o777
+        stat = self.path.stat()
+        mode = stat.st_mode & 0o777
         if mode & 0o077:
             raise PermissionError(
                 f"{self.path} is readable by others (mode {mode:o}); it must be 0600"
@@ -104,6 +116,24 @@ class LocalKeyFile:
         self._content: dict[str, Any] = content
         self._keys = {k: AESGCM(_unb64(v["key"])) for k, v in content["keys"].items()}
         self._index_key = _unb64(content["index_key"])
+        self._stamp = (stat.st_ino, stat.st_mtime_ns)
+
+    def _reload_if_changed(self) -> None:
+        # Rotation in another process replaces the file (a new inode); notice it.
+        stat = self.path.stat()
+        if (stat.st_ino, stat.st_mtime_ns) != self._stamp:
+            self._load()
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """Hold the key file's lock (across processes) and work on its latest content."""
+        with self._lock, self.path.with_suffix(".lock").open("a") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            try:
+                self._load()
+                yield
+            finally:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
 
     def _write(self, content: dict[str, Any], *, exclusive: bool = False) -> None:
         data = json.dumps(content, indent=2).encode()
@@ -121,6 +151,7 @@ class LocalKeyFile:
     @property
     def active_key_id(self) -> str:
         """The id of the key new data keys are wrapped under."""
+        self._reload_if_changed()
         key_id: str = self._content["active"]
         return key_id
 
@@ -133,6 +164,9 @@ class LocalKeyFile:
         """The data key sealed in `wrapped` under key `key_id`."""
         key = self._keys.get(key_id)
         if key is None:
+            self._reload_if_changed()
+            key = self._keys.get(key_id)
+        if key is None:
             raise KeyUnavailable(f"master key {key_id} is not in {self.path}")
         return key.decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], aad)
 
@@ -142,11 +176,12 @@ class LocalKeyFile:
 
     def held_key_ids(self) -> list[str]:
         """Every key generation in the file."""
+        self._reload_if_changed()
         return list(self._keys)
 
     def rotate(self) -> str:
         """Add a new key generation and make it the active one."""
-        with self._lock:
+        with self._exclusive():
             key_id = _new_key_id()
             content = dict(self._content)
             content["keys"] = {**content["keys"], key_id: _key_entry()}
@@ -157,8 +192,8 @@ class LocalKeyFile:
 
     def retire(self, key_id: str) -> None:
         """Remove a key generation from the file."""
-        with self._lock:
-            if key_id == self.active_key_id:
+        with self._exclusive():
+            if key_id == self._content["active"]:
                 raise ValueError("the active master key cannot be retired")
             content = dict(self._content)
             content["keys"] = {k: v for k, v in content["keys"].items() if k != key_id}
@@ -173,11 +208,19 @@ class Pkcs11Token:
     blind-index HMAC key); each is generated on the token, sensitive and non-extractable.
     """
 
+    refresh_seconds = 5.0
+    """How often the token's key list is searched again for generations added elsewhere."""
+
     def __init__(self, library: Path, token_label: str, pin: str, key_prefix: str) -> None:
+        self._refreshed = 0.0
         self._prefix = key_prefix
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         token = pkcs11.lib(str(library)).get_token(token_label=token_label)
-        self._session = token.open(user_pin=pin, rw=True)
+        try:
+            self._session = token.open(user_pin=pin, rw=True)
+        except pkcs11.exceptions.UserAlreadyLoggedIn:
+            # Login is per token and process: another session of this process holds it.
+            self._session = token.open(rw=True)
         self._keys = self._find_master_keys()
         if not self._keys:
             self._generate_master_key(1)
@@ -185,6 +228,7 @@ class Pkcs11Token:
         self._index = self._find_or_generate_index_key()
 
     def _find_master_keys(self) -> dict[str, Any]:
+        self._refreshed = time.monotonic()
         found = {}
         for key in self._session.get_objects(
             {pkcs11.Attribute.CLASS: pkcs11.ObjectClass.SECRET_KEY}
@@ -223,6 +267,9 @@ class Pkcs11Token:
     @property
     def active_key_id(self) -> str:
         """The id of the highest key generation on the token."""
+        if time.monotonic() - self._refreshed > self.refresh_seconds:
+            with self._lock:
+                self._keys = self._find_master_keys()
         return max(self._keys, key=lambda k: int(k.rsplit("-", 1)[1]))
 
     def wrap(self, data_key: bytes, aad: bytes) -> bytes:
@@ -237,6 +284,10 @@ class Pkcs11Token:
     def unwrap(self, key_id: str, wrapped: bytes, aad: bytes) -> bytes:
         """The data key, decrypted by the token under key `key_id`."""
         key = self._keys.get(key_id)
+        if key is None:
+            with self._lock:
+                self._keys = self._find_master_keys()
+            key = self._keys.get(key_id)
         if key is None:
             raise KeyUnavailable(f"master key {key_id} is not on the token")
         with self._lock:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -75,8 +76,27 @@ class Keyring:
     def rotate_master_key(
         self, *, retire_previous: bool = False, batch: int = 1000
     ) -> RotationReport:
-        """Make a new master key active and re-wrap every data key under it (values untouched)."""
+        """Make a new master key active and re-wrap every data key under it (values untouched).
+
+        With `retire_previous`, old generations are destroyed once nothing uses them: after
+        waiting long enough for every other process to wrap new keys under the new generation,
+        and after a second pass re-wraps whatever they wrapped under the old one meanwhile.
+        """
         new_key = self.provider.rotate()
+        rewrapped = self._rewrap_all(new_key, batch)
+        retired: list[str] = []
+        if retire_previous:
+            time.sleep(self.provider.refresh_seconds)
+            rewrapped += self._rewrap_all(new_key, batch)
+            in_use = self.master_keys_in_use()
+            for key_id in self.provider.held_key_ids():
+                if key_id != new_key and key_id not in in_use:
+                    self.provider.retire(key_id)
+                    retired.append(key_id)
+        log.info("master key rotated to %s; %d data keys re-wrapped", new_key, rewrapped)
+        return RotationReport(new_key, rewrapped, tuple(retired))
+
+    def _rewrap_all(self, new_key: str, batch: int) -> int:
         rewrapped = 0
         while True:
             with self.sessions() as session, session.begin():
@@ -91,16 +111,7 @@ class Keyring:
                     row.master_key_id = new_key
                 rewrapped += len(rows)
             if len(rows) < batch:
-                break
-        retired: list[str] = []
-        if retire_previous:
-            in_use = self.master_keys_in_use()
-            for key_id in self.provider.held_key_ids():
-                if key_id != new_key and key_id not in in_use:
-                    self.provider.retire(key_id)
-                    retired.append(key_id)
-        log.info("master key rotated to %s; %d data keys re-wrapped", new_key, rewrapped)
-        return RotationReport(new_key, rewrapped, tuple(retired))
+                return rewrapped
 
     def master_keys_in_use(self) -> dict[str, int]:
         """How many data keys each master key wraps."""

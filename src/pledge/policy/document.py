@@ -52,7 +52,7 @@ class Period(Strict):
         if isinstance(value, str):
             if value.strip().lower() in _ENDLESS:
                 raise ValueError(f"'{value}' is not a period: every period must be finite")
-            match = _PERIOD.match(value.lower())
+            match = _PERIOD.fullmatch(value.lower())
             if not match:
                 raise ValueError(
                     f"'{value}' is not a period; write a number and a unit, e.g. '2 years', "

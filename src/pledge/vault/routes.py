@@ -38,14 +38,16 @@ StaffName = Annotated[str, StringConstraints(min_length=1, max_length=200, stric
 class Body(BaseModel):
     """Request bodies refuse unknown keys and coerce nothing."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid")
 
 
 class IdentityIn(Body):
     """How the person is identified."""
 
     kind: IdentityKind
-    value: Annotated[str, StringConstraints(min_length=1, max_length=MAX_IDENTITY_CHARS)]
+    value: Annotated[
+        str, StringConstraints(strict=True, min_length=1, max_length=MAX_IDENTITY_CHARS)
+    ]
 
 
 class CollectIn(Body):
@@ -139,7 +141,9 @@ class ResolveIn(Body):
     """An identity to look up."""
 
     kind: IdentityKind
-    value: Annotated[str, StringConstraints(min_length=1, max_length=MAX_IDENTITY_CHARS)]
+    value: Annotated[
+        str, StringConstraints(strict=True, min_length=1, max_length=MAX_IDENTITY_CHARS)
+    ]
 
 
 class ResolveOut(BaseModel):
@@ -169,7 +173,7 @@ def _refused(refusal: CollectionRefused) -> JSONResponse:
     detail = [
         {"loc": ["body", *p.path], "msg": p.message, "type": "policy"} for p in refusal.problems
     ]
-    return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_ENTITY)
+    return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
 def _no_policy() -> HTTPException:
@@ -239,7 +243,7 @@ def read_subject_data(
         data = vault.read(subject_id, purpose, actor=caller.actor)
     except UnknownPurpose:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
             detail=[
                 {
                     "loc": ["query", "purpose"],
@@ -279,7 +283,7 @@ def correct_value(
     """Store the corrected value as a new version; the previous version is kept in the history."""
     if (body.source is Source.STAFF_ENTRY) != (body.entered_by is not None):
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
             detail=[
                 {
                     "loc": ["body", "entered_by"],
@@ -341,7 +345,7 @@ def resolve_subject(
         subject_id = vault.resolve(body.kind, body.value, actor=caller.actor)
     except ValueError as invalid:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
             detail=[{"loc": ["body", "value"], "msg": str(invalid), "type": "value_error"}],
         ) from None
     if subject_id is None:

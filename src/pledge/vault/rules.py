@@ -64,15 +64,27 @@ class IdentityInvalid(ValueError):
 
 
 def normalize_identity(kind: IdentityKind, value: str) -> str:
-    """The canonical form of an identity, so equal identities index equally."""
-    text = unicodedata.normalize("NFC", value).strip()
-    if not text or len(text) > MAX_IDENTITY_CHARS:
+    """The canonical form of an identity, so equal identities index equally.
+
+    Normalizing a canonical form returns it unchanged; a value whose canonical form would be
+    longer than MAX_IDENTITY_CHARS is refused.
+    """
+    canonical = _canonical(kind, unicodedata.normalize("NFC", value).strip())
+    if not canonical or len(canonical) > MAX_IDENTITY_CHARS:
         raise IdentityInvalid(
-            f"an {kind.value} identity must have 1 to {MAX_IDENTITY_CHARS} characters"
+            f"an identity ({kind.value}) must have 1 to {MAX_IDENTITY_CHARS} characters"
         )
+    return canonical
+
+
+def _canonical(kind: IdentityKind, text: str) -> str:
+    if not text or len(text) > MAX_IDENTITY_CHARS:
+        return ""
     if kind is IdentityKind.EMAIL:
-        text = text.lower()
-        if not _EMAIL.match(text):
+        # Lowercasing can leave combining marks out of canonical order ("İ" -> "i" + dot), so
+        # the lowercased text is normalized again: equal addresses always index equally.
+        text = unicodedata.normalize("NFC", text.lower())
+        if not _EMAIL.fullmatch(text):
             raise IdentityInvalid("not an e-mail address")
         return text
     if kind is IdentityKind.PHONE:
@@ -86,7 +98,7 @@ def normalize_identity(kind: IdentityKind, value: str) -> str:
     if kind is IdentityKind.SOCIAL:
         network, _, account = text.partition(":")
         network, account = network.strip().lower(), account.strip()
-        if not _NETWORK.match(network) or not account:
+        if not _NETWORK.fullmatch(network) or not account:
             raise IdentityInvalid("a social identity is written 'network:account'")
         return f"{network}:{account}"
     return text
