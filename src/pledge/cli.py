@@ -16,9 +16,10 @@ from pydantic import ValidationError
 
 from pledge.apikeys import InvalidScopes, create_api_key, list_api_keys, revoke_api_key
 from pledge.app import DatabaseNotReady, create_app
-from pledge.audit import record, verify_chain
+from pledge.audit import chain_head, record, verify_chain
 from pledge.config import Settings
 from pledge.demo import load_demo
+from pledge.keyring import KeyUnavailable
 from pledge.logs import configure_logging
 from pledge.migrations import schema_is_current, upgrade_database
 from pledge.policy import (
@@ -38,6 +39,7 @@ from pledge.runtime import Runtime
 from pledge.vault import (
     CollectionRefused,
     IdentityKind,
+    NoPolicyInForce,
     PersonalDataScanner,
     Source,
     SubjectErased,
@@ -95,7 +97,10 @@ def _settings() -> Settings:
 
 def _open_database(settings: Settings) -> Runtime:
     """The runtime on a current schema: upgraded when auto-migrate is on, else refused."""
-    runtime = Runtime.build(settings)
+    try:
+        runtime = Runtime.build(settings)
+    except (OSError, ValueError, KeyUnavailable) as error:
+        raise _fail(f"pledge: cannot open the keys or databases: {error}") from None
     if settings.auto_migrate:
         upgrade_database(runtime.engine)
     elif not schema_is_current(runtime.engine):
@@ -360,9 +365,11 @@ def audit_verify() -> None:
     """Check the audit log's hash chain; name the first bad entry and exit 1 if it is broken."""
     with _open_database(_settings()) as runtime:
         count, problem = verify_chain(runtime.sessions)
+        seq, digest = chain_head(runtime.sessions)
     if problem is not None:
         raise _fail(f"audit log broken at {problem}", code=1)
     typer.echo(f"audit log intact: {count} entries")
+    typer.echo(f"head: entry {seq} {digest}  (keep this line outside the database to anchor it)")
 
 
 @app.command()
@@ -408,6 +415,8 @@ def collect(
             (result,) = _vault(runtime).collect([submission], actor=f"staff:{staff}")
         except CollectionRefused as refused:
             raise _fail(f"pledge: refused, nothing stored: {refused}", code=1) from None
+        except (SubjectErased, SubjectNotFound, NoPolicyInForce) as error:
+            raise _fail(f"pledge: refused, nothing stored: {type(error).__name__}") from None
     state = "new subject" if result.created else "existing subject"
     typer.echo(f"stored {len(result.value_ids)} values for {state} {result.subject_id}")
 
@@ -422,12 +431,19 @@ def subjects_read(
     with _open_database(_settings()) as runtime:
         try:
             data = _vault(runtime).read(subject_id, purpose, actor=f"staff:{staff}")
-        except (UnknownPurpose, SubjectNotFound, SubjectErased) as error:
-            raise _fail(f"pledge: {type(error).__name__}: {error}") from None
+        except UnknownPurpose:
+            raise _fail(f"pledge: '{purpose}' is not a purpose of the policy in force") from None
+        except SubjectNotFound:
+            raise _fail("pledge: no subject has this ID") from None
+        except SubjectErased:
+            raise _fail("pledge: this subject was erased") from None
+        except NoPolicyInForce as error:
+            raise _fail(f"pledge: {error}") from None
     payload = {
         "subject_id": data.subject_id,
         "purpose": data.purpose,
         "policy_version": data.policy_version,
+        "categories": list(data.categories),
         "values": [
             {
                 k: (v.isoformat() if hasattr(v, "isoformat") else v)
@@ -449,7 +465,10 @@ def subjects_resolve(
     if kind not in IdentityKind.__members__.values():
         raise _fail(f"pledge: identity kind must be one of {', '.join(IdentityKind)}")
     with _open_database(_settings()) as runtime:
-        subject_id = _vault(runtime).resolve(IdentityKind(kind), value, actor=f"staff:{staff}")
+        try:
+            subject_id = _vault(runtime).resolve(IdentityKind(kind), value, actor=f"staff:{staff}")
+        except ValueError as invalid:
+            raise _fail(f"pledge: {invalid}") from None
     if subject_id is None:
         raise _fail("pledge: no subject has this identity", code=1)
     typer.echo(subject_id)

@@ -102,6 +102,11 @@ class Settings(BaseSettings):
                         f"PLEDGE_{name.upper()} still holds the development placeholder; "
                         f"set a real secret when PLEDGE_ENVIRONMENT={self.environment.value}"
                     )
+        if self.keystore_url == self.database_url:
+            raise ValueError(
+                "PLEDGE_KEYSTORE_URL must name another database than PLEDGE_DATABASE_URL: "
+                "erasure relies on keys never being in a copy of the main database"
+            )
         if self.key_provider is KeyProviderKind.PKCS11 and not (
             self.pkcs11_library and self.pkcs11_token_label and self.pkcs11_pin
         ):

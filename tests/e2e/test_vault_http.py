@@ -225,6 +225,12 @@ def test_correct_resolve_and_erase(
         headers=staff,
     )
     assert corrected.status_code == 201
+    history = client.get(
+        f"/v1/subjects/{subject_id}/values/{corrected.json()['value_id']}/history",
+        params=params,
+        headers=staff,
+    )
+    assert [v["value"] for v in history.json()["versions"]] == ["Ada Reader", "Ada Lovelace"]
     again = client.post(
         f"/v1/subjects/{subject_id}/values/{name_id}/corrections",
         json={"value": "Ada B."},

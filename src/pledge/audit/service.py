@@ -53,6 +53,13 @@ def record(
     return link.seq
 
 
+def chain_head(sessions: sessionmaker[Session]) -> tuple[int, str]:
+    """The last entry's number and hash: write them down elsewhere to anchor the chain."""
+    with sessions() as session:
+        head = session.get(AuditHead, HEAD_ID)
+        return (head.seq, head.hash) if head else (0, "0" * 64)
+
+
 def verify_chain(sessions: sessionmaker[Session]) -> tuple[int, ChainBreak | None]:
     """How many entries the log holds, and the first break in its chain (None if intact)."""
     with sessions() as session:

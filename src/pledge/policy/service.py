@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from pledge.audit import record
 from pledge.policy.loader import LoadedPolicy, load_policy_text
 from pledge.policy.tables import PolicyVersion
 
@@ -75,6 +76,18 @@ def publish_policy(
         )
         session.add(row)
         try:
+            session.flush()
+            record(
+                session,
+                actor=published_by,
+                action="policy.publish",
+                details={
+                    "version": row.version,
+                    "content_hash": row.content_hash,
+                    "effective_date": row.effective_date.isoformat(),
+                    "material": row.material,
+                },
+            )
             session.commit()
         except IntegrityError:
             # Another process published the same content a moment before us.

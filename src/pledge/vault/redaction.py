@@ -9,11 +9,14 @@ never touches the network.
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
+import shutil
 import tempfile
 import threading
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import spacy
@@ -110,9 +113,22 @@ def _merge(found: list[tuple[int, int, str, float]]) -> list[tuple[int, int, str
     return [(start, end, kind) for start, end, kind, _, _ in merged]
 
 
+def _blank_pipeline() -> Path:
+    """A blank spaCy English pipeline on disk, written once per spaCy version and reused."""
+    version = importlib.metadata.version("spacy")
+    folder = Path(tempfile.gettempdir()) / f"pledge-spacy-blank-en-{version}"
+    if not (folder / "config.cfg").exists():
+        staging = Path(tempfile.mkdtemp(prefix="pledge-spacy-"))
+        spacy.blank("en").to_disk(staging)
+        try:
+            staging.rename(folder)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)  # another process wrote it first
+    return folder
+
+
 def _build_analyzer() -> AnalyzerEngine:
-    model_dir = tempfile.mkdtemp(prefix="pledge-spacy-")
-    spacy.blank("en").to_disk(model_dir)
+    model_dir = str(_blank_pipeline())
     configuration: dict[str, Any] = {
         "nlp_engine_name": "spacy",
         "models": [{"lang_code": "en", "model_name": model_dir}],

@@ -176,6 +176,10 @@ def _refused(refusal: CollectionRefused) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
+def _unknown_subject() -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail="no subject has this ID")
+
+
 def _no_policy() -> HTTPException:
     return HTTPException(
         status.HTTP_503_SERVICE_UNAVAILABLE, detail="no policy version is in force"
@@ -200,6 +204,10 @@ def collect(
         (result,) = vault.collect([body.submission()], actor=caller.actor)
     except CollectionRefused as refusal:
         return _refused(refusal)
+    except SubjectErased:
+        raise HTTPException(status.HTTP_410_GONE, detail="this subject was erased") from None
+    except SubjectNotFound:
+        raise _unknown_subject() from None
     except NoPolicyInForce:
         raise _no_policy() from None
     return CollectOut(**result.__dict__)
@@ -216,9 +224,17 @@ def collect_batch(
 ) -> BatchOut | JSONResponse:
     """Store up to 1,000 submissions in one transaction: all of them, or none."""
     try:
-        results = vault.collect([item.submission() for item in body.items], actor=caller.actor)
+        results = vault.collect(
+            [item.submission() for item in body.items], actor=caller.actor, batch=True
+        )
     except CollectionRefused as refusal:
         return _refused(refusal)
+    except SubjectErased:
+        raise HTTPException(
+            status.HTTP_410_GONE, detail="a subject of this batch was erased"
+        ) from None
+    except SubjectNotFound:
+        raise _unknown_subject() from None
     except NoPolicyInForce:
         raise _no_policy() from None
     return BatchOut(results=[CollectOut(**r.__dict__) for r in results])
@@ -351,3 +367,53 @@ def resolve_subject(
     if subject_id is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no subject has this identity")
     return ResolveOut(subject_id=subject_id)
+
+
+class HistoryOut(BaseModel):
+    """Every version of one value, oldest first."""
+
+    subject_id: str
+    purpose: str
+    versions: list[ValueOut]
+
+
+@api.get(
+    "/subjects/{subject_id}/values/{value_id}/history",
+    response_model=HistoryOut,
+    summary="Every version of a value",
+)
+def value_history(
+    subject_id: SubjectId,
+    value_id: int,
+    vault: VaultDep,
+    caller: Annotated[Caller, Depends(authenticated)],
+    purpose: Annotated[
+        str, Query(min_length=1, max_length=200, description="The purpose the data is read for.")
+    ],
+) -> HistoryOut:
+    """The value as first collected and each correction since, if `purpose` may use its category."""
+    check_scope(caller, f"read:{purpose}")
+    try:
+        versions = vault.history(subject_id, value_id, purpose, actor=caller.actor)
+    except UnknownPurpose:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=[
+                {
+                    "loc": ["query", "purpose"],
+                    "msg": f"'{purpose}' is not a purpose of the policy in force",
+                    "type": "policy",
+                }
+            ],
+        ) from None
+    except (SubjectNotFound, ValueNotFound):
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, detail="no value with this ID is readable for this purpose"
+        ) from None
+    except SubjectErased:
+        raise HTTPException(status.HTTP_410_GONE, detail="this subject was erased") from None
+    except NoPolicyInForce:
+        raise _no_policy() from None
+    return HistoryOut(
+        subject_id=subject_id, purpose=purpose, versions=[ValueOut(**v.__dict__) for v in versions]
+    )

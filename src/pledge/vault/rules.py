@@ -181,6 +181,9 @@ def identities_in(
     return found
 
 
-def value_aad(subject_id: str, category: str, field: str, version: int) -> bytes:
-    """What a sealed value is bound to: it cannot be moved to another subject, field or version."""
-    return f"pledge:value:{subject_id}:{category}:{field}:{version}".encode()
+def value_aad(
+    subject_id: str, collection_point: str, category: str, field: str, version: int
+) -> bytes:
+    """What a sealed value is bound to: it cannot be moved to another subject, collection
+    point, category, field or version without failing to decrypt."""
+    return f"pledge:value:{subject_id}:{collection_point}:{category}:{field}:{version}".encode()

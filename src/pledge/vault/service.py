@@ -19,6 +19,7 @@ from pledge.keyring import Keyring, SubjectKeyDestroyed
 from pledge.policy import LoadedPolicy, PublishedVersion, current_version
 from pledge.vault.redaction import PersonalDataScanner
 from pledge.vault.rules import (
+    IDENTITY_CATEGORIES,
     MAX_BATCH,
     MAX_VALUE_CHARS,
     IdentityInvalid,
@@ -128,10 +129,15 @@ class Vault:
 
     # --- collection ---------------------------------------------------------------------
 
-    def collect(self, submissions: Sequence[Submission], *, actor: str) -> list[Collected]:
-        """Store every submission, or none: any problem refuses the whole batch."""
+    def collect(
+        self, submissions: Sequence[Submission], *, actor: str, batch: bool = False
+    ) -> list[Collected]:
+        """Store every submission, or none: any problem refuses the whole batch.
+
+        With `batch`, problems are located as `items.<index>...`, even in a batch of one.
+        """
         version, policy = self._policy()
-        problems = self._problems(policy, submissions)
+        problems = self._problems(policy, submissions, batch=batch)
         if problems:
             raise CollectionRefused(problems)
         try:
@@ -140,12 +146,14 @@ class Vault:
             # Another process indexed one of these identities a moment ago: resolve again.
             return self._store(version, policy, submissions, actor)
 
-    def _problems(self, policy: LoadedPolicy, submissions: Sequence[Submission]) -> list[Problem]:
+    def _problems(
+        self, policy: LoadedPolicy, submissions: Sequence[Submission], *, batch: bool
+    ) -> list[Problem]:
         if len(submissions) > MAX_BATCH:
             return [Problem(("items",), f"more than {MAX_BATCH} submissions in one batch")]
         problems: list[Problem] = []
         for index, item in enumerate(submissions):
-            prefix: tuple[str | int, ...] = ("items", index) if len(submissions) > 1 else ()
+            prefix: tuple[str | int, ...] = ("items", index) if batch else ()
             found = submission_problems(
                 policy.document,
                 item.collection_point,
@@ -172,58 +180,90 @@ class Vault:
         actor: str,
     ) -> list[Collected]:
         now = dt.datetime.now(dt.UTC)
-        results = []
-        with self.sessions() as session, session.begin():
-            for item in submissions:
-                subject_id, created, data_key = self._subject_for(session, policy, item, now)
-                point = policy.document.collection_points[item.collection_point]
-                value_ids: dict[str, int] = {}
-                findings: dict[str, dict[str, int]] = {}
-                for name, value in item.fields.items():
-                    spec = point.fields[name]
-                    row = PersonalValue(
-                        subject_id=subject_id,
-                        category=spec.category,
-                        collection_point=item.collection_point,
-                        field=name,
-                        source=item.source.value,
-                        entered_by=item.entered_by,
-                        policy_version_id=version.id,
-                        collected_at=now,
-                        version=1,
-                        sealed=seal(data_key, value, value_aad(subject_id, spec.category, name, 1)),
+        new_subjects: list[str] = []
+        try:
+            with self.sessions() as session, session.begin():
+                return [
+                    self._store_one(
+                        session,
+                        version=version,
+                        policy=policy,
+                        item=item,
+                        now=now,
+                        actor=actor,
+                        new_subjects=new_subjects,
                     )
-                    if spec.scan_for_personal_data:
-                        findings[name] = self._attach_redaction(row, data_key, value)
-                    session.add(row)
-                    session.flush()
-                    value_ids[name] = row.id
-                record(
-                    session,
-                    actor=actor,
-                    action="collect",
-                    subject_id=subject_id,
-                    details={
-                        "collection_point": item.collection_point,
-                        "fields": sorted(item.fields),
-                        "source": item.source.value,
-                        "entered_by": item.entered_by,
-                        "new_subject": created,
-                        "policy_version": version.version,
-                    },
-                )
-                results.append(Collected(subject_id, created, value_ids, findings))
-        return results
+                    for item in submissions
+                ]
+        except BaseException:
+            # Keys are stored before the data they protect; these now protect nothing.
+            for subject_id in new_subjects:
+                self.keyring.destroy_data_key(subject_id)
+            raise
+
+    def _store_one(
+        self,
+        session: Session,
+        *,
+        version: PublishedVersion,
+        policy: LoadedPolicy,
+        item: Submission,
+        now: dt.datetime,
+        actor: str,
+        new_subjects: list[str],
+    ) -> Collected:
+        subject_id, created, data_key = self._subject_for(session, policy, item, now, new_subjects)
+        point = policy.document.collection_points[item.collection_point]
+        value_ids: dict[str, int] = {}
+        findings: dict[str, dict[str, int]] = {}
+        for name, value in item.fields.items():
+            spec = point.fields[name]
+            row = PersonalValue(
+                subject_id=subject_id,
+                category=spec.category,
+                collection_point=item.collection_point,
+                field=name,
+                source=item.source.value,
+                entered_by=item.entered_by,
+                policy_version_id=version.id,
+                collected_at=now,
+                version=1,
+            )
+            row.sealed = seal(data_key, value, _aad(row))
+            if spec.scan_for_personal_data:
+                findings[name] = self._attach_redaction(row, data_key, value)
+            session.add(row)
+            session.flush()
+            value_ids[name] = row.id
+        record(
+            session,
+            actor=actor,
+            action="collect",
+            subject_id=subject_id,
+            details={
+                "collection_point": item.collection_point,
+                "fields": sorted(item.fields),
+                "source": item.source.value,
+                "entered_by": item.entered_by,
+                "new_subject": created,
+                "policy_version": version.version,
+            },
+        )
+        return Collected(subject_id, created, value_ids, findings)
 
     def _attach_redaction(self, row: PersonalValue, data_key: bytes, value: str) -> dict[str, int]:
         scan = self.scanner.scan(value)
-        aad = value_aad(row.subject_id, row.category, f"{row.field}#redacted", row.version)
-        row.redacted_sealed = seal(data_key, scan.redacted, aad)
+        row.redacted_sealed = seal(data_key, scan.redacted, _aad(row, redacted=True))
         row.findings = json.dumps(scan.findings, sort_keys=True)
         return scan.findings
 
     def _subject_for(
-        self, session: Session, policy: LoadedPolicy, item: Submission, now: dt.datetime
+        self,
+        session: Session,
+        policy: LoadedPolicy,
+        item: Submission,
+        now: dt.datetime,
+        new_subjects: list[str],
     ) -> tuple[str, bool, bytes]:
         identities = identities_in(policy.document, item.collection_point, item.fields)
         if item.identity is not None:
@@ -234,11 +274,7 @@ class Vault:
         ]
         subject_id = item.subject_id
         if subject_id is not None:
-            subject = session.get(Subject, subject_id)
-            if subject is None:
-                raise CollectionRefused([Problem(("subject_id",), "no subject has this ID")])
-            if subject.shredded_at is not None:
-                raise CollectionRefused([Problem(("subject_id",), "this subject was erased")])
+            self._live_subject(session, subject_id)
         elif digests:
             kind, digest = digests[0]
             subject_id = session.scalar(
@@ -250,10 +286,22 @@ class Vault:
         if subject_id is None:
             subject_id = str(uuid.uuid4())
             data_key = self.keyring.create_data_key(subject_id)
+            new_subjects.append(subject_id)
             session.add(Subject(id=subject_id, created_at=now))
             session.flush()
         else:
-            data_key = self.keyring.data_key(subject_id)
+            data_key = self._data_key(subject_id)
+        self._index(session, subject_id, digests, now)
+        return subject_id, created, data_key
+
+    def _index(
+        self,
+        session: Session,
+        subject_id: str,
+        digests: Sequence[tuple[IdentityKind, str]],
+        now: dt.datetime,
+    ) -> None:
+        """Index the identities not indexed yet; one already another subject's stays theirs."""
         known = {
             (kind, digest)
             for kind, digest in session.execute(
@@ -268,7 +316,6 @@ class Vault:
                     Identity(subject_id=subject_id, kind=kind.value, digest=digest, created_at=now)
                 )
         session.flush()
-        return subject_id, created, data_key
 
     # --- reading --------------------------------------------------------------------------
 
@@ -341,18 +388,13 @@ class Vault:
     def _open(self, row: PersonalValue, data_key: bytes) -> StoredValue:
         redacted = None
         if row.redacted_sealed is not None:
-            aad = value_aad(row.subject_id, row.category, f"{row.field}#redacted", row.version)
-            redacted = unseal(data_key, row.redacted_sealed, aad)
+            redacted = unseal(data_key, row.redacted_sealed, _aad(row, redacted=True))
         return StoredValue(
             id=row.id,
             category=row.category,
             collection_point=row.collection_point,
             field=row.field,
-            value=unseal(
-                data_key,
-                row.sealed,
-                value_aad(row.subject_id, row.category, row.field, row.version),
-            ),
+            value=unseal(data_key, row.sealed, _aad(row)),
             source=row.source,
             entered_by=row.entered_by,
             collected_at=row.collected_at,
@@ -374,7 +416,11 @@ class Vault:
         source: Source,
         entered_by: str | None = None,
     ) -> int:
-        """Store `new_value` as the next version of a value; the old version is kept."""
+        """Store `new_value` as the next version of a value; the old version is kept.
+
+        Correcting an e-mail, phone, social account or device also moves the subject's index
+        from the old identity to the new one.
+        """
         if not new_value.strip() or len(new_value) > MAX_VALUE_CHARS:
             raise CollectionRefused(
                 [Problem(("value",), f"must have 1 to {MAX_VALUE_CHARS} characters")]
@@ -387,7 +433,16 @@ class Vault:
             if old is None or old.subject_id != subject_id or old.superseded_at is not None:
                 raise ValueNotFound(value_id)
             data_key = self._data_key(subject_id)
-            next_version = old.version + 1
+            kind = IDENTITY_CATEGORIES.get(old.category)
+            if kind is not None:
+                self._move_identity(
+                    session,
+                    subject_id=subject_id,
+                    kind=kind,
+                    old_value=unseal(data_key, old.sealed, _aad(old)),
+                    new_value=new_value,
+                    now=now,
+                )
             row = PersonalValue(
                 subject_id=subject_id,
                 category=old.category,
@@ -397,14 +452,10 @@ class Vault:
                 entered_by=entered_by,
                 policy_version_id=version.id,
                 collected_at=now,
-                version=next_version,
+                version=old.version + 1,
                 replaces_id=old.id,
-                sealed=seal(
-                    data_key,
-                    new_value,
-                    value_aad(subject_id, old.category, old.field, next_version),
-                ),
             )
+            row.sealed = seal(data_key, new_value, _aad(row))
             if old.redacted_sealed is not None:
                 self._attach_redaction(row, data_key, new_value)
             old.superseded_at = now
@@ -420,11 +471,37 @@ class Vault:
                     "new_value_id": row.id,
                     "field": old.field,
                     "category": old.category,
-                    "version": next_version,
+                    "version": row.version,
                     "policy_version": version.version,
                 },
             )
             return row.id
+
+    def _move_identity(
+        self,
+        session: Session,
+        *,
+        subject_id: str,
+        kind: IdentityKind,
+        old_value: str,
+        new_value: str,
+        now: dt.datetime,
+    ) -> None:
+        try:
+            new_normal = normalize_identity(kind, new_value)
+        except IdentityInvalid as invalid:
+            raise CollectionRefused([Problem(("value",), str(invalid))]) from None
+        old_digest = self.keyring.blind_index(kind.value, normalize_identity(kind, old_value))
+        session.execute(
+            delete(Identity).where(
+                Identity.subject_id == subject_id,
+                Identity.kind == kind.value,
+                Identity.digest == old_digest,
+            )
+        )
+        self._index(
+            session, subject_id, [(kind, self.keyring.blind_index(kind.value, new_normal))], now
+        )
 
     # --- erasure and lookup ---------------------------------------------------------------
 
@@ -438,11 +515,17 @@ class Vault:
             subject = session.get(Subject, subject_id)
             if subject is None:
                 raise SubjectNotFound(subject_id)
-            if subject.shredded_at is not None:
-                return False
+            already = subject.shredded_at is not None
         # The key goes first: if what follows fails, the data is already unreadable, and a
-        # second call finishes the job.
-        self.keyring.destroy_data_key(subject_id)
+        # second call finishes the job. It goes even when the subject was erased before: a
+        # restored key store may have brought the key back.
+        key_existed = self.keyring.destroy_data_key(subject_id)
+        if already:
+            if key_existed:
+                log.warning(
+                    "subject %s was erased before, but its key was back; destroyed", subject_id
+                )
+            return False
         with self.sessions() as session, session.begin():
             identities = _deleted(
                 session, delete(Identity).where(Identity.subject_id == subject_id)
@@ -514,3 +597,8 @@ def _deleted(session: Session, statement: Delete) -> int:
     """Run a DELETE and say how many rows it removed."""
     result = session.execute(statement)
     return int(cast("CursorResult[Any]", result).rowcount)
+
+
+def _aad(row: PersonalValue, *, redacted: bool = False) -> bytes:
+    field = f"{row.field}#redacted" if redacted else row.field
+    return value_aad(row.subject_id, row.collection_point, row.category, field, row.version)

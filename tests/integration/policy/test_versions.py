@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 import yaml
+from sqlalchemy import select
 
+from pledge.audit import AuditEntry
 from pledge.policy import (
     current_version,
     find_version,
@@ -77,3 +79,17 @@ def test_a_version_is_found_by_id_label_or_hash_prefix(runtime: Runtime) -> None
         assert found is not None
         assert found[0].id == version.id
     assert find_version(runtime.sessions, "no-such-version") is None
+
+
+def test_publishing_is_audited_with_the_publisher_and_no_repeat_on_a_no_op(
+    runtime: Runtime,
+) -> None:
+    policy = load_policy_file(REFERENCE_POLICY)
+    publish_policy(runtime.sessions, policy, published_by="staff:alice")
+    publish_policy(runtime.sessions, policy, published_by="staff:bob")
+    with runtime.sessions() as session:
+        entries = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "policy.publish")
+        ).all()
+    assert [(e.actor, e.subject_id) for e in entries] == [("staff:alice", None)]
+    assert policy.content_hash in entries[0].details

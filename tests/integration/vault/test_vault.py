@@ -115,7 +115,7 @@ def test_a_batch_with_one_bad_submission_stores_none_of_it(vault: Vault, runtime
     ]
     batch.insert(3, Submission("newsletter", {"email": "not an address"}, Source.WEB_FORM))
     with pytest.raises(CollectionRefused) as refused:
-        vault.collect(batch, actor="tests")
+        vault.collect(batch, actor="tests", batch=True)
     assert refused.value.problems[0].path == ("items", 3, "fields", "email")
     assert count(runtime, Subject) == 0
 
@@ -270,7 +270,7 @@ def test_a_failure_between_the_data_write_and_its_audit_entry_leaves_neither(
         register(vault)
     assert count(runtime, Subject) == 0
     assert count(runtime, PersonalValue) == 0
-    assert count(runtime, AuditEntry) == 0
+    assert count(runtime, AuditEntry) == 1  # the policy's publication, nothing after it
 
 
 def test_the_audit_chain_verifies_and_names_the_first_tampered_entry(
@@ -280,12 +280,12 @@ def test_the_audit_chain_verifies_and_names_the_first_tampered_entry(
     for purpose in ("essential.service.authentication", "essential.fraud_detection"):
         vault.read(subject_id, purpose, actor="tests")
     entries, problem = verify_chain(runtime.sessions)
-    assert (entries, problem) == (3, None)
+    assert (entries, problem) == (4, None)  # publish, collect, read, read
     with runtime.sessions() as session, session.begin():
-        session.execute(update(AuditEntry).where(AuditEntry.seq == 2).values(purpose="marketing"))
+        session.execute(update(AuditEntry).where(AuditEntry.seq == 3).values(purpose="marketing"))
     _, problem = verify_chain(runtime.sessions)
     assert problem is not None
-    assert (problem.seq, "edited" in problem.problem) == (2, True)
+    assert (problem.seq, "edited" in problem.problem) == (3, True)
 
 
 def test_deleting_an_audit_entry_is_detected(vault: Vault, runtime: Runtime) -> None:
@@ -293,10 +293,10 @@ def test_deleting_an_audit_entry_is_detected(vault: Vault, runtime: Runtime) -> 
     vault.read(subject_id, "essential.service.authentication", actor="tests")
     vault.read(subject_id, "essential.fraud_detection", actor="tests")
     with runtime.sessions() as session, session.begin():
-        session.execute(text("DELETE FROM audit_entries WHERE seq = 2"))
+        session.execute(text("DELETE FROM audit_entries WHERE seq = 3"))
     _, problem = verify_chain(runtime.sessions)
     assert problem is not None
-    assert problem.seq == 3
+    assert problem.seq == 4
     assert "missing" in problem.problem
 
 
@@ -324,3 +324,55 @@ def test_rotation_rewraps_every_data_key_and_values_stay_readable(
         assert sorted(session.scalars(select(PersonalValue.sealed))) == sealed_before
     data = vault.read(subject_id, "essential.service.authentication", actor="tests")
     assert JANE["email"] in {v.value for v in data.values}
+
+
+def test_correcting_an_email_moves_the_subject_to_the_new_address(vault: Vault) -> None:
+    subject_id = register(vault)
+    data = vault.read(subject_id, "essential.service.authentication", actor="tests")
+    email = next(v for v in data.values if v.field == "email")
+    with pytest.raises(CollectionRefused, match="not an e-mail address"):
+        vault.correct(subject_id, email.id, "jane at example", actor="tests", source=Source.API)
+    vault.correct(subject_id, email.id, "jane@new.example.org", actor="tests", source=Source.API)
+    assert vault.resolve(IdentityKind.EMAIL, "jane@new.example.org", actor="tests") == subject_id
+    assert vault.resolve(IdentityKind.EMAIL, JANE["email"], actor="tests") is None
+
+
+def test_erasing_again_destroys_a_key_a_restored_key_store_brought_back(
+    vault: Vault, runtime: Runtime
+) -> None:
+    subject_id = register(vault)
+    with runtime.keyring.sessions() as keystore:
+        saved = keystore.get(DataKey, subject_id)
+        assert saved is not None
+        backup = DataKey(
+            subject_id=saved.subject_id,
+            wrapped=saved.wrapped,
+            master_key_id=saved.master_key_id,
+            created_at=saved.created_at,
+        )
+    vault.shred(subject_id, actor="tests", reason="request")
+    with runtime.keyring.sessions() as keystore, keystore.begin():
+        keystore.add(backup)  # the key store is restored from a backup older than the erasure
+    assert not vault.shred(subject_id, actor="tests", reason="re-apply after restore")
+    with runtime.keyring.sessions() as keystore:
+        assert keystore.get(DataKey, subject_id) is None
+
+
+def test_collecting_for_an_erased_subject_is_refused_and_leaves_no_key_behind(
+    vault: Vault, runtime: Runtime
+) -> None:
+    subject_id = register(vault)
+    vault.shred(subject_id, actor="tests", reason="request")
+    with runtime.keyring.sessions() as keystore:
+        keys_before = keystore.scalar(select(func.count()).select_from(DataKey))
+    batch = [
+        Submission("newsletter", {"email": "first-time@example.com"}, Source.WEB_FORM),
+        Submission(
+            "newsletter", {"email": "x@example.com"}, Source.WEB_FORM, subject_id=subject_id
+        ),
+    ]
+    with pytest.raises(SubjectErased):
+        vault.collect(batch, actor="tests", batch=True)
+    with runtime.keyring.sessions() as keystore:
+        assert keystore.scalar(select(func.count()).select_from(DataKey)) == keys_before
+    assert count(runtime, Subject) == 1

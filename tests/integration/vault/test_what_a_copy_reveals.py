@@ -119,7 +119,7 @@ def assert_no_key_opens(keyring: Keyring, sealed: list[PersonalValue]) -> None:
     assert subject_ids  # other subjects' keys exist; none of them may open these values
     for row in sealed:
         assert row.subject_id not in subject_ids
-        aad = value_aad(row.subject_id, row.category, row.field, row.version)
+        aad = value_aad(row.subject_id, row.collection_point, row.category, row.field, row.version)
         for subject_id in subject_ids:
             with pytest.raises(InvalidTag):
                 unseal(keyring.data_key(subject_id), row.sealed, aad)

@@ -44,3 +44,8 @@ def test_every_setting_has_a_docstring_and_a_row_in_the_operations_doc(name: str
     assert f"`PLEDGE_{name.upper()}`" in OPERATIONS_DOC.read_text(), (
         f"PLEDGE_{name.upper()} undocumented"
     )
+
+
+def test_the_key_store_may_not_be_the_main_database() -> None:
+    with pytest.raises(ValidationError, match="PLEDGE_KEYSTORE_URL must name another database"):
+        Settings(_env_file=None, database_url="sqlite:///one.db", keystore_url="sqlite:///one.db")  # type: ignore[call-arg]

@@ -10,7 +10,7 @@ from cryptography.exceptions import InvalidTag
 from pledge.vault.rules import value_aad
 from pledge.vault.sealing import NONCE_BYTES, seal, unseal
 
-AAD = value_aad("subject-1", "user.contact.email", "email", 1)
+AAD = value_aad("subject-1", "newsletter", "user.contact.email", "email", 1)
 
 
 @pytest.fixture
@@ -73,10 +73,11 @@ def test_another_data_key_cannot_unseal_a_value(data_key: bytes) -> None:
 @pytest.mark.parametrize(
     "other_aad",
     [
-        value_aad("subject-2", "user.contact.email", "email", 1),
-        value_aad("subject-1", "user.contact.phone_number", "email", 1),
-        value_aad("subject-1", "user.contact.email", "backup_email", 1),
-        value_aad("subject-1", "user.contact.email", "email", 2),
+        value_aad("subject-2", "newsletter", "user.contact.email", "email", 1),
+        value_aad("subject-1", "registration", "user.contact.email", "email", 1),
+        value_aad("subject-1", "newsletter", "user.contact.phone_number", "email", 1),
+        value_aad("subject-1", "newsletter", "user.contact.email", "backup_email", 1),
+        value_aad("subject-1", "newsletter", "user.contact.email", "email", 2),
         b"",
     ],
 )

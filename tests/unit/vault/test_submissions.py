@@ -208,17 +208,18 @@ def test_a_submission_without_identity_fields_yields_no_identity(policy: PolicyD
     assert identities_in(policy, "postal_mailing", fields) == []
 
 
-def test_the_associated_data_of_a_value_binds_subject_category_field_and_version() -> None:
-    base = ("subject-1", "user.contact.email", "email", 1)
+def test_the_associated_data_of_a_value_binds_subject_point_category_field_and_version() -> None:
+    base = ("subject-1", "newsletter", "user.contact.email", "email", 1)
     variants = [
-        ("subject-2", "user.contact.email", "email", 1),
-        ("subject-1", "user.contact.phone_number", "email", 1),
-        ("subject-1", "user.contact.email", "backup_email", 1),
-        ("subject-1", "user.contact.email", "email", 2),
+        ("subject-2", "newsletter", "user.contact.email", "email", 1),
+        ("subject-1", "registration", "user.contact.email", "email", 1),
+        ("subject-1", "newsletter", "user.contact.phone_number", "email", 1),
+        ("subject-1", "newsletter", "user.contact.email", "backup_email", 1),
+        ("subject-1", "newsletter", "user.contact.email", "email", 2),
     ]
 
     all_aads = {value_aad(*args) for args in [base, *variants]}
 
-    assert len(all_aads) == 5
+    assert len(all_aads) == 6
     assert value_aad(*base) == value_aad(*base)
-    assert value_aad(*base) == b"pledge:value:subject-1:user.contact.email:email:1"
+    assert value_aad(*base) == b"pledge:value:subject-1:newsletter:user.contact.email:email:1"
