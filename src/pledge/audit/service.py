@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from pledge.audit.rules import ChainBreak, ChainLink, canonical_details, entry_hash, find_break
 from pledge.audit.tables import AuditEntry, AuditHead
 
 HEAD_ID = 1
+
+
+@dataclass(frozen=True)
+class Act:
+    """One act to audit: who did what, to which subject, for which purpose."""
+
+    actor: str
+    action: str
+    subject_id: str | None = None
+    purpose: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
 
 
 def record(
@@ -25,32 +37,47 @@ def record(
     details: Mapping[str, Any] | None = None,
     now: dt.datetime | None = None,
 ) -> int:
-    """Append an entry in `session`'s transaction (so it commits or fails with the act itself).
+    """Append an entry in `session`'s transaction (so it commits or fails with the act itself)."""
+    act = Act(actor, action, subject_id, purpose, details or {})
+    return record_many(session, [act], now=now)[0]
+
+
+def record_many(
+    session: Session, acts: Sequence[Act], *, now: dt.datetime | None = None
+) -> list[int]:
+    """Append entries for `acts`, in order, in `session`'s transaction; their sequence numbers.
 
     The head row is updated first: that takes its lock, so appends from concurrent
     transactions queue up behind each other and the chain never forks.
     """
-    session.execute(update(AuditHead).where(AuditHead.id == HEAD_ID).values(seq=AuditHead.seq + 1))
-    head = session.execute(
-        select(AuditHead).where(AuditHead.id == HEAD_ID).execution_options(populate_existing=True)
-    ).scalar_one()
+    if not acts:
+        return []
+    bumped = session.execute(
+        update(AuditHead)
+        .where(AuditHead.id == HEAD_ID)
+        .values(seq=AuditHead.seq + len(acts))
+        .returning(AuditHead.seq, AuditHead.hash)
+    ).one()
     # Under the lock taken above, the head still holds the hash of the entry before ours.
-    prev_hash = head.hash
-    link = ChainLink(
-        seq=head.seq,
-        at=now or dt.datetime.now(dt.UTC),
-        actor=actor,
-        action=action,
-        subject_id=subject_id,
-        purpose=purpose,
-        details=canonical_details(details or {}),
-        prev_hash=prev_hash,
-    )
-    digest = entry_hash(link)
-    session.add(AuditEntry(**link.__dict__, hash=digest))
-    head.hash = digest
-    session.flush()
-    return link.seq
+    first_seq, prev_hash = bumped.seq - len(acts) + 1, bumped.hash
+    at = now or dt.datetime.now(dt.UTC)
+    rows = []
+    for offset, act in enumerate(acts):
+        link = ChainLink(
+            seq=first_seq + offset,
+            at=at,
+            actor=act.actor,
+            action=act.action,
+            subject_id=act.subject_id,
+            purpose=act.purpose,
+            details=canonical_details(act.details),
+            prev_hash=prev_hash,
+        )
+        prev_hash = entry_hash(link)
+        rows.append({**link.__dict__, "hash": prev_hash})
+    session.execute(insert(AuditEntry), rows)
+    session.execute(update(AuditHead).where(AuditHead.id == HEAD_ID).values(hash=prev_hash))
+    return [row["seq"] for row in rows]
 
 
 def chain_head(sessions: sessionmaker[Session]) -> tuple[int, str]:

@@ -6,10 +6,11 @@ import datetime as dt
 import logging
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Engine, delete, func, select
+from sqlalchemy import CursorResult, Engine, delete, func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from pledge.config import KeyProviderKind, Settings
@@ -42,18 +43,27 @@ class Keyring:
 
     def create_data_key(self, subject_id: str) -> bytes:
         """A new random data key for `subject_id`, stored wrapped (committed before returning)."""
-        data_key = secrets.token_bytes(KEY_BYTES)
-        wrapped = self.provider.wrap(data_key, _aad(subject_id))
+        return self.create_data_keys([subject_id])[subject_id]
+
+    def create_data_keys(self, subject_ids: Sequence[str]) -> dict[str, bytes]:
+        """New random data keys for `subject_ids`, stored wrapped in one committed transaction."""
+        if not subject_ids:
+            return {}
+        keys = {subject_id: secrets.token_bytes(KEY_BYTES) for subject_id in subject_ids}
+        key_id = self.provider.active_key_id
+        now = dt.datetime.now(dt.UTC)
+        rows = [
+            {
+                "subject_id": subject_id,
+                "wrapped": self.provider.wrap(data_key, _aad(subject_id)),
+                "master_key_id": key_id,
+                "created_at": now,
+            }
+            for subject_id, data_key in keys.items()
+        ]
         with self.sessions() as session, session.begin():
-            session.add(
-                DataKey(
-                    subject_id=subject_id,
-                    wrapped=wrapped,
-                    master_key_id=self.provider.active_key_id,
-                    created_at=dt.datetime.now(dt.UTC),
-                )
-            )
-        return data_key
+            session.execute(insert(DataKey), rows)
+        return keys
 
     def data_key(self, subject_id: str) -> bytes:
         """The subject's data key; raise `SubjectKeyDestroyed` if it was destroyed."""
@@ -62,6 +72,25 @@ class Keyring:
             if row is None:
                 raise SubjectKeyDestroyed(subject_id)
             return self.provider.unwrap(row.master_key_id, row.wrapped, _aad(subject_id))
+
+    def data_keys(self, subject_ids: Sequence[str]) -> dict[str, bytes]:
+        """The data keys of `subject_ids` that exist (destroyed ones are simply absent)."""
+        if not subject_ids:
+            return {}
+        with self.sessions() as session:
+            rows = session.scalars(select(DataKey).where(DataKey.subject_id.in_(subject_ids))).all()
+            return {
+                row.subject_id: self.provider.unwrap(
+                    row.master_key_id, row.wrapped, _aad(row.subject_id)
+                )
+                for row in rows
+            }
+
+    def destroy_data_keys(self, subject_ids: Sequence[str]) -> None:
+        """Delete these data keys for good, in one transaction."""
+        if subject_ids:
+            with self.sessions() as session, session.begin():
+                session.execute(delete(DataKey).where(DataKey.subject_id.in_(subject_ids)))
 
     def destroy_data_key(self, subject_id: str) -> bool:
         """Delete the subject's data key for good; true if there was one."""

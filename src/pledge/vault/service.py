@@ -10,11 +10,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Delete, delete, select, update
+from sqlalchemy import CursorResult, Delete, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pledge.audit import record
+from pledge.audit import Act, record, record_many
 from pledge.keyring import Keyring, SubjectKeyDestroyed
 from pledge.policy import LoadedPolicy, PublishedVersion, current_version
 from pledge.vault.redaction import PersonalDataScanner
@@ -76,6 +76,15 @@ class Submission:
     subject_id: str | None = None
     entered_by: str | None = None
     """The staff member who typed it in (phone, letter, meeting); needs source staff_entry."""
+
+
+@dataclass(frozen=True)
+class _SubjectPlan:
+    """Where one submission goes: its subject, whether it is new, and its identities' digests."""
+
+    subject_id: str
+    created: bool
+    digests: list[tuple[IdentityKind, str]]
 
 
 @dataclass(frozen=True)
@@ -179,126 +188,179 @@ class Vault:
         submissions: Sequence[Submission],
         actor: str,
     ) -> list[Collected]:
+        """One transaction for the whole batch, with bulk statements: subjects are resolved
+        first, the new ones' keys created together, then every row inserted at once."""
         now = dt.datetime.now(dt.UTC)
         new_subjects: list[str] = []
         try:
             with self.sessions() as session, session.begin():
-                return [
-                    self._store_one(
-                        session,
-                        version=version,
-                        policy=policy,
-                        item=item,
-                        now=now,
-                        actor=actor,
-                        new_subjects=new_subjects,
+                plans = self._plan_subjects(session, policy, submissions)
+                new_subjects = [p.subject_id for p in plans if p.created]
+                keys = self._keys_for(plans, new_subjects)
+                if new_subjects:
+                    session.execute(
+                        insert(Subject),
+                        [
+                            {"id": sid, "created_at": now, "shredded_at": None}
+                            for sid in new_subjects
+                        ],
                     )
-                    for item in submissions
-                ]
+                self._index(session, [(p.subject_id, d) for p in plans for d in p.digests], now)
+                return self._insert_values(
+                    session,
+                    version=version,
+                    policy=policy,
+                    submissions=submissions,
+                    plans=plans,
+                    keys=keys,
+                    now=now,
+                    actor=actor,
+                )
         except BaseException:
             # Keys are stored before the data they protect; these now protect nothing.
-            for subject_id in new_subjects:
-                self.keyring.destroy_data_key(subject_id)
+            self.keyring.destroy_data_keys(new_subjects)
             raise
 
-    def _store_one(
+    def _keys_for(self, plans: Sequence[_SubjectPlan], new_subjects: list[str]) -> dict[str, bytes]:
+        """Data keys for every subject of the batch: created for new ones, unwrapped for others."""
+        keys = self.keyring.create_data_keys(new_subjects)
+        existing = list(dict.fromkeys(p.subject_id for p in plans if not p.created))
+        keys.update(self.keyring.data_keys([s for s in existing if s not in keys]))
+        for subject_id in existing:
+            if subject_id not in keys:
+                raise SubjectErased(subject_id)  # erased while this batch was on its way
+        return keys
+
+    def _plan_subjects(
+        self, session: Session, policy: LoadedPolicy, submissions: Sequence[Submission]
+    ) -> list[_SubjectPlan]:
+        """Which subject each submission belongs to, and whether it is new."""
+        digests_of = []
+        for item in submissions:
+            identities = identities_in(policy.document, item.collection_point, item.fields)
+            if item.identity is not None:
+                kind, value = item.identity
+                identities.insert(0, (kind, normalize_identity(kind, value)))
+            digests_of.append(
+                [(kind, self.keyring.blind_index(kind.value, value)) for kind, value in identities]
+            )
+        primaries = {digests[0] for digests in digests_of if digests}
+        owner = {
+            (kind, digest): subject_id
+            for kind, digest, subject_id in session.execute(
+                select(Identity.kind, Identity.digest, Identity.subject_id).where(
+                    Identity.digest.in_([digest for _, digest in primaries])
+                )
+            )
+        }
+        plans = []
+        for item, digests in zip(submissions, digests_of, strict=True):
+            if item.subject_id is not None:
+                self._live_subject(session, item.subject_id)
+                plans.append(_SubjectPlan(item.subject_id, created=False, digests=digests))
+                continue
+            primary = (digests[0][0].value, digests[0][1])
+            subject_id = owner.get(primary)
+            created = subject_id is None
+            if subject_id is None:
+                subject_id = str(uuid.uuid4())
+                owner[primary] = subject_id  # a later submission of this batch finds it too
+            plans.append(_SubjectPlan(subject_id, created=created, digests=digests))
+        return plans
+
+    def _insert_values(
         self,
         session: Session,
         *,
         version: PublishedVersion,
         policy: LoadedPolicy,
-        item: Submission,
+        submissions: Sequence[Submission],
+        plans: Sequence[_SubjectPlan],
+        keys: Mapping[str, bytes],
         now: dt.datetime,
         actor: str,
-        new_subjects: list[str],
-    ) -> Collected:
-        subject_id, created, data_key = self._subject_for(session, policy, item, now, new_subjects)
-        point = policy.document.collection_points[item.collection_point]
-        value_ids: dict[str, int] = {}
-        findings: dict[str, dict[str, int]] = {}
-        for name, value in item.fields.items():
-            spec = point.fields[name]
-            row = PersonalValue(
-                subject_id=subject_id,
-                category=spec.category,
-                collection_point=item.collection_point,
-                field=name,
-                source=item.source.value,
-                entered_by=item.entered_by,
-                policy_version_id=version.id,
-                collected_at=now,
-                version=1,
-            )
-            row.sealed = seal(data_key, value, _aad(row))
-            if spec.scan_for_personal_data:
-                findings[name] = self._attach_redaction(row, data_key, value)
-            session.add(row)
-            session.flush()
-            value_ids[name] = row.id
-        record(
+    ) -> list[Collected]:
+        rows: list[dict[str, object]] = []
+        owners: list[tuple[int, str]] = []
+        findings: list[dict[str, dict[str, int]]] = [{} for _ in submissions]
+        for index, (item, plan) in enumerate(zip(submissions, plans, strict=True)):
+            point = policy.document.collection_points[item.collection_point]
+            data_key = keys[plan.subject_id]
+            for name, value in item.fields.items():
+                spec = point.fields[name]
+                aad = value_aad(plan.subject_id, item.collection_point, spec.category, name, 1)
+                row: dict[str, object] = {
+                    "subject_id": plan.subject_id,
+                    "category": spec.category,
+                    "collection_point": item.collection_point,
+                    "field": name,
+                    "source": item.source.value,
+                    "entered_by": item.entered_by,
+                    "policy_version_id": version.id,
+                    "collected_at": now,
+                    "version": 1,
+                    "replaces_id": None,
+                    "superseded_at": None,
+                    "sealed": seal(data_key, value, aad),
+                    "redacted_sealed": None,
+                    "findings": None,
+                }
+                if spec.scan_for_personal_data:
+                    redacted_aad = value_aad(
+                        plan.subject_id, item.collection_point, spec.category, f"{name}#redacted", 1
+                    )
+                    sealed_copy, counts = self._redact(data_key, value, redacted_aad)
+                    row.update(
+                        redacted_sealed=sealed_copy, findings=json.dumps(counts, sort_keys=True)
+                    )
+                    findings[index][name] = counts
+                rows.append(row)
+                owners.append((index, name))
+        ids = session.scalars(
+            insert(PersonalValue).returning(PersonalValue.id, sort_by_parameter_order=True), rows
+        ).all()
+        value_ids: list[dict[str, int]] = [{} for _ in submissions]
+        for (index, name), value_id in zip(owners, ids, strict=True):
+            value_ids[index][name] = value_id
+        record_many(
             session,
-            actor=actor,
-            action="collect",
-            subject_id=subject_id,
-            details={
-                "collection_point": item.collection_point,
-                "fields": sorted(item.fields),
-                "source": item.source.value,
-                "entered_by": item.entered_by,
-                "new_subject": created,
-                "policy_version": version.version,
-            },
+            [
+                Act(
+                    actor=actor,
+                    action="collect",
+                    subject_id=plan.subject_id,
+                    details={
+                        "collection_point": item.collection_point,
+                        "fields": sorted(item.fields),
+                        "source": item.source.value,
+                        "entered_by": item.entered_by,
+                        "new_subject": plan.created,
+                        "policy_version": version.version,
+                    },
+                )
+                for item, plan in zip(submissions, plans, strict=True)
+            ],
+            now=now,
         )
-        return Collected(subject_id, created, value_ids, findings)
+        return [
+            Collected(plan.subject_id, plan.created, value_ids[index], findings[index])
+            for index, plan in enumerate(plans)
+        ]
+
+    def _redact(self, data_key: bytes, value: str, aad: bytes) -> tuple[bytes, dict[str, int]]:
+        scan = self.scanner.scan(value)
+        return seal(data_key, scan.redacted, aad), scan.findings
 
     def _attach_redaction(self, row: PersonalValue, data_key: bytes, value: str) -> dict[str, int]:
-        scan = self.scanner.scan(value)
-        row.redacted_sealed = seal(data_key, scan.redacted, _aad(row, redacted=True))
-        row.findings = json.dumps(scan.findings, sort_keys=True)
-        return scan.findings
-
-    def _subject_for(
-        self,
-        session: Session,
-        policy: LoadedPolicy,
-        item: Submission,
-        now: dt.datetime,
-        new_subjects: list[str],
-    ) -> tuple[str, bool, bytes]:
-        identities = identities_in(policy.document, item.collection_point, item.fields)
-        if item.identity is not None:
-            kind, value = item.identity
-            identities.insert(0, (kind, normalize_identity(kind, value)))
-        digests = [
-            (kind, self.keyring.blind_index(kind.value, value)) for kind, value in identities
-        ]
-        subject_id = item.subject_id
-        if subject_id is not None:
-            self._live_subject(session, subject_id)
-        elif digests:
-            kind, digest = digests[0]
-            subject_id = session.scalar(
-                select(Identity.subject_id).where(
-                    Identity.kind == kind.value, Identity.digest == digest
-                )
-            )
-        created = subject_id is None
-        if subject_id is None:
-            subject_id = str(uuid.uuid4())
-            data_key = self.keyring.create_data_key(subject_id)
-            new_subjects.append(subject_id)
-            session.add(Subject(id=subject_id, created_at=now))
-            session.flush()
-        else:
-            data_key = self._data_key(subject_id)
-        self._index(session, subject_id, digests, now)
-        return subject_id, created, data_key
+        sealed_copy, counts = self._redact(data_key, value, _aad(row, redacted=True))
+        row.redacted_sealed = sealed_copy
+        row.findings = json.dumps(counts, sort_keys=True)
+        return counts
 
     def _index(
         self,
         session: Session,
-        subject_id: str,
-        digests: Sequence[tuple[IdentityKind, str]],
+        entries: Sequence[tuple[str, tuple[IdentityKind, str]]],
         now: dt.datetime,
     ) -> None:
         """Index the identities not indexed yet; one already another subject's stays theirs."""
@@ -306,16 +368,24 @@ class Vault:
             (kind, digest)
             for kind, digest in session.execute(
                 select(Identity.kind, Identity.digest).where(
-                    Identity.digest.in_([d for _, d in digests])
+                    Identity.digest.in_([digest for _, (_, digest) in entries])
                 )
             )
         }
-        for kind, digest in dict.fromkeys(digests):
+        rows = []
+        for subject_id, (kind, digest) in entries:
             if (kind.value, digest) not in known:
-                session.add(
-                    Identity(subject_id=subject_id, kind=kind.value, digest=digest, created_at=now)
+                known.add((kind.value, digest))
+                rows.append(
+                    {
+                        "subject_id": subject_id,
+                        "kind": kind.value,
+                        "digest": digest,
+                        "created_at": now,
+                    }
                 )
-        session.flush()
+        if rows:
+            session.execute(insert(Identity), rows)
 
     # --- reading --------------------------------------------------------------------------
 
@@ -499,9 +569,8 @@ class Vault:
                 Identity.digest == old_digest,
             )
         )
-        self._index(
-            session, subject_id, [(kind, self.keyring.blind_index(kind.value, new_normal))], now
-        )
+        new_digest = self.keyring.blind_index(kind.value, new_normal)
+        self._index(session, [(subject_id, (kind, new_digest))], now)
 
     # --- erasure and lookup ---------------------------------------------------------------
 

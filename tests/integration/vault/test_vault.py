@@ -265,7 +265,7 @@ def test_a_failure_between_the_data_write_and_its_audit_entry_leaves_neither(
     def crash(*_args: object, **_kwargs: object) -> int:
         raise RuntimeError("the process died here")
 
-    monkeypatch.setattr("pledge.vault.service.record", crash)
+    monkeypatch.setattr("pledge.vault.service.record_many", crash)
     with pytest.raises(RuntimeError, match="died"):
         register(vault)
     assert count(runtime, Subject) == 0
