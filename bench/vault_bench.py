@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/vault_bench.py purpose-check
     .venv/bin/python bench/vault_bench.py collect [--database-url URL --keystore-url URL]
-    .venv/bin/python bench/vault_bench.py read --subjects 1000000 [--database-url ... --keystore-url ...]
+    .venv/bin/python bench/vault_bench.py read --subjects 1000000 [--database-url ...
+        --keystore-url ...]
 
 Each run starts its own `pledge serve` process on a fresh database (SQLite files in a temp
 folder unless URLs are given) and prints its figures; bench/RESULTS.md records them. The
@@ -204,8 +205,10 @@ def bench_collect(settings: Settings, singles: int, batches: int, batch_size: in
 def seed(settings: Settings, subjects: int, chunk: int = 10_000) -> list[str]:
     """Bulk-load `subjects` newsletter subscribers (name and e-mail) into the vault."""
     with Runtime.build(settings) as runtime:
-        version, _ = current_version(runtime.sessions) or (None, None)
-        assert version is not None
+        found = current_version(runtime.sessions)
+        if found is None:
+            raise SystemExit("no policy version is in force")
+        version = found[0]
         keyring = runtime.keyring
         ids: list[str] = []
         now = dt.datetime.now(dt.UTC)
@@ -293,7 +296,8 @@ def bench_read(settings: Settings, subjects: int, requests: int) -> None:
             response = client.get(f"/v1/subjects/{sid}/data", params=params)
             samples.append(time.perf_counter() - t)
             response.raise_for_status()
-            assert len(response.json()["values"]) == 2
+            if len(response.json()["values"]) != 2:
+                raise SystemExit(f"subject {sid}: expected its 2 values")
     report(f"purpose-bound read over HTTP, {subjects} subjects, 1 client", samples)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -229,3 +230,90 @@ def test_demo_starts_on_a_sqlite_file_in_the_working_directory_with_no_settings(
     finally:
         process.terminate()
         process.communicate(timeout=10)
+
+
+def test_the_staff_commands_work_together(runner: CliRunner) -> None:
+    assert runner.invoke(app, ["policy", "publish", str(REFERENCE_POLICY)]).exit_code == 0
+    call = json.dumps(
+        {
+            "name": "Noor Haddad",
+            "phone": "+1 718 555 0163",
+            "correspondence": "Frame arrived cracked.",
+        }
+    )
+    collected = runner.invoke(
+        app,
+        ["collect", "support_contact", "--staff", "sam", "--identity", "phone:+1 718 555 0163"],
+        input=call,
+    )
+    assert collected.exit_code == 0, collected.output
+    assert "stored 3 values for new subject" in collected.output
+    resolved = runner.invoke(app, ["subjects", "resolve", "phone:(718) 555-0163", "--staff", "sam"])
+    subject_id = resolved.output.strip()
+    read = runner.invoke(
+        app,
+        [
+            "subjects",
+            "read",
+            subject_id,
+            "--purpose",
+            "essential.service.operations.support",
+            "--staff",
+            "sam",
+        ],
+    )
+    assert read.exit_code == 0, read.output
+    values = {v["field"]: (v["value"], v["entered_by"]) for v in json.loads(read.output)["values"]}
+    assert values["correspondence"] == ("Frame arrived cracked.", "sam")
+    rotated = runner.invoke(app, ["keys", "rotate", "--retire-previous"])
+    assert "1 data keys re-wrapped" in rotated.output
+    assert "retired local:" in rotated.output
+    assert (
+        runner.invoke(
+            app,
+            ["subjects", "erase", subject_id, "--reason", "request 7", "--staff", "sam", "--yes"],
+        ).output.strip()
+        == "erased"
+    )
+    gone = runner.invoke(
+        app,
+        [
+            "subjects",
+            "read",
+            subject_id,
+            "--purpose",
+            "essential.service.operations.support",
+            "--staff",
+            "sam",
+        ],
+    )
+    assert gone.exit_code == 2
+    assert "this subject was erased" in gone.output
+    verified = runner.invoke(app, ["audit", "verify"])
+    assert verified.exit_code == 0, verified.output
+    assert "audit log intact" in verified.output
+    assert "head: entry" in verified.output
+
+
+def test_a_refused_staff_entry_stores_nothing_and_says_why(runner: CliRunner) -> None:
+    runner.invoke(app, ["policy", "publish", str(REFERENCE_POLICY)])
+    refused = runner.invoke(
+        app, ["collect", "support_contact", "--staff", "sam"], input='{"name": "X"}'
+    )
+    assert refused.exit_code == 1
+    assert "refused, nothing stored" in refused.output
+    assert "fields.correspondence" in refused.output
+    not_json = runner.invoke(app, ["collect", "support_contact", "--staff", "sam"], input="name=X")
+    assert not_json.exit_code == 2
+    assert "not JSON" in not_json.output
+
+
+def test_a_revoked_key_is_listed_as_revoked(runner: CliRunner) -> None:
+    created = runner.invoke(app, ["apikey", "create", "shop", "-s", "collect", "-s", "read:*"])
+    assert created.exit_code == 0, created.output
+    assert runner.invoke(app, ["apikey", "create", "bad", "-s", "everything"]).exit_code == 2
+    assert runner.invoke(app, ["apikey", "revoke", "1"]).output.strip() == "key #1 revoked"
+    listing = runner.invoke(app, ["apikey", "list"]).output
+    assert "#1  shop  pledge_" in listing
+    assert "revoked  collect read:*" in listing
+    assert "secret" not in listing
