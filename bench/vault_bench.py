@@ -219,13 +219,12 @@ def seed(settings: Settings, subjects: int, chunk: int = 10_000) -> list[str]:
                 sid = str(uuid.uuid4())
                 ids.append(sid)
                 data_key = secrets.token_bytes(32)
+                key_id, wrapped = keyring.provider.wrap(data_key, f"pledge:data-key:{sid}".encode())
                 key_rows.append(
                     {
                         "subject_id": sid,
-                        "wrapped": keyring.provider.wrap(
-                            data_key, f"pledge:data-key:{sid}".encode()
-                        ),
-                        "master_key_id": keyring.provider.active_key_id,
+                        "wrapped": wrapped,
+                        "master_key_id": key_id,
                         "created_at": now,
                     }
                 )

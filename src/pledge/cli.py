@@ -9,6 +9,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
+import pkcs11
 import typer
 import uvicorn
 import yaml
@@ -95,12 +96,17 @@ def _settings() -> Settings:
         raise _fail(f"pledge: invalid settings: {problems}") from None
 
 
+def _build_runtime(settings: Settings) -> Runtime:
+    """The runtime, or a clear message (never a traceback) when keys or databases fail."""
+    try:
+        return Runtime.build(settings)
+    except (OSError, ValueError, KeyUnavailable, pkcs11.PKCS11Error) as error:
+        raise _fail(f"pledge: cannot open the keys or databases: {error}") from None
+
+
 def _open_database(settings: Settings) -> Runtime:
     """The runtime on a current schema: upgraded when auto-migrate is on, else refused."""
-    try:
-        runtime = Runtime.build(settings)
-    except (OSError, ValueError, KeyUnavailable) as error:
-        raise _fail(f"pledge: cannot open the keys or databases: {error}") from None
+    runtime = _build_runtime(settings)
     if settings.auto_migrate:
         upgrade_database(runtime.engine)
     elif not schema_is_current(runtime.engine):
@@ -147,7 +153,7 @@ def _run_server(
 ) -> None:
 
     configure_logging(settings.log_level)
-    runtime = runtime or Runtime.build(settings)
+    runtime = runtime or _build_runtime(settings)
     if migrate:
         upgrade_database(runtime.engine)
     try:
@@ -164,7 +170,7 @@ def _run_server(
 def db_upgrade() -> None:
     """Upgrade the database schema to the newest migration."""
 
-    with Runtime.build(_settings()) as runtime:
+    with _build_runtime(_settings()) as runtime:
         upgrade_database(runtime.engine)
     typer.echo("database schema is current")
 

@@ -8,6 +8,7 @@ from typing import Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 REFERENCE_POLICY = Path(__file__).parent / "reference" / "reference.yaml"
 """The reference customer's policy, shipped in the package so `pledge demo` needs no checkout."""
@@ -102,7 +103,7 @@ class Settings(BaseSettings):
                         f"PLEDGE_{name.upper()} still holds the development placeholder; "
                         f"set a real secret when PLEDGE_ENVIRONMENT={self.environment.value}"
                     )
-        if self.keystore_url == self.database_url:
+        if _same_database(self.keystore_url, self.database_url):
             raise ValueError(
                 "PLEDGE_KEYSTORE_URL must name another database than PLEDGE_DATABASE_URL: "
                 "erasure relies on keys never being in a copy of the main database"
@@ -115,3 +116,13 @@ class Settings(BaseSettings):
                 "and PLEDGE_PKCS11_PIN"
             )
         return self
+
+
+def _same_database(first: str, second: str) -> bool:
+    """Whether two URLs name one database (SQLite paths compared once resolved)."""
+    a, b = make_url(first), make_url(second)
+    if a.get_backend_name() == b.get_backend_name() == "sqlite":
+        if not a.database or not b.database or ":memory:" in (a.database, b.database):
+            return False
+        return Path(a.database).resolve() == Path(b.database).resolve()
+    return (a.host, a.port, a.database) == (b.host, b.port, b.database)

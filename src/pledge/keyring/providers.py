@@ -47,8 +47,9 @@ class MasterKeyProvider(Protocol):
         """The id of the key new data keys are wrapped under."""
         ...
 
-    def wrap(self, data_key: bytes, aad: bytes) -> bytes:
-        """`data_key` encrypted under the active master key (nonce, ciphertext and tag)."""
+    def wrap(self, data_key: bytes, aad: bytes) -> tuple[str, bytes]:
+        """`data_key` encrypted under the active master key (nonce, ciphertext and tag), with
+        the id of the key generation that was used: the one to record beside it."""
         ...
 
     def unwrap(self, key_id: str, wrapped: bytes, aad: bytes) -> bytes:
@@ -155,10 +156,11 @@ class LocalKeyFile:
         key_id: str = self._content["active"]
         return key_id
 
-    def wrap(self, data_key: bytes, aad: bytes) -> bytes:
-        """`data_key` sealed under the active key."""
+    def wrap(self, data_key: bytes, aad: bytes) -> tuple[str, bytes]:
+        """`data_key` sealed under the active key, and that key's id."""
         nonce = os.urandom(NONCE_BYTES)
-        return nonce + self._keys[self.active_key_id].encrypt(nonce, data_key, aad)
+        key_id = self.active_key_id
+        return key_id, nonce + self._keys[key_id].encrypt(nonce, data_key, aad)
 
     def unwrap(self, key_id: str, wrapped: bytes, aad: bytes) -> bytes:
         """The data key sealed in `wrapped` under key `key_id`."""
@@ -272,14 +274,15 @@ class Pkcs11Token:
                 self._keys = self._find_master_keys()
         return max(self._keys, key=lambda k: int(k.rsplit("-", 1)[1]))
 
-    def wrap(self, data_key: bytes, aad: bytes) -> bytes:
-        """`data_key` encrypted by the token under the active key."""
+    def wrap(self, data_key: bytes, aad: bytes) -> tuple[str, bytes]:
+        """`data_key` encrypted by the token under the active key, and that key's id."""
         nonce = os.urandom(NONCE_BYTES)
         with self._lock:
-            sealed = self._keys[self.active_key_id].encrypt(
+            key_id = self.active_key_id
+            sealed = self._keys[key_id].encrypt(
                 data_key, mechanism=pkcs11.Mechanism.AES_GCM, mechanism_param=self._gcm(nonce, aad)
             )
-        return nonce + bytes(sealed)
+        return key_id, nonce + bytes(sealed)
 
     def unwrap(self, key_id: str, wrapped: bytes, aad: bytes) -> bytes:
         """The data key, decrypted by the token under key `key_id`."""

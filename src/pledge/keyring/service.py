@@ -50,17 +50,18 @@ class Keyring:
         if not subject_ids:
             return {}
         keys = {subject_id: secrets.token_bytes(KEY_BYTES) for subject_id in subject_ids}
-        key_id = self.provider.active_key_id
         now = dt.datetime.now(dt.UTC)
-        rows = [
-            {
-                "subject_id": subject_id,
-                "wrapped": self.provider.wrap(data_key, _aad(subject_id)),
-                "master_key_id": key_id,
-                "created_at": now,
-            }
-            for subject_id, data_key in keys.items()
-        ]
+        rows = []
+        for subject_id, data_key in keys.items():
+            key_id, wrapped = self.provider.wrap(data_key, _aad(subject_id))
+            rows.append(
+                {
+                    "subject_id": subject_id,
+                    "wrapped": wrapped,
+                    "master_key_id": key_id,
+                    "created_at": now,
+                }
+            )
         with self.sessions() as session, session.begin():
             session.execute(insert(DataKey), rows)
         return keys
@@ -112,11 +113,11 @@ class Keyring:
         and after a second pass re-wraps whatever they wrapped under the old one meanwhile.
         """
         new_key = self.provider.rotate()
-        rewrapped = self._rewrap_all(new_key, batch)
+        rewrapped = self._rewrap_all(batch)
         retired: list[str] = []
         if retire_previous:
             time.sleep(self.provider.refresh_seconds)
-            rewrapped += self._rewrap_all(new_key, batch)
+            rewrapped += self._rewrap_all(batch)
             in_use = self.master_keys_in_use()
             for key_id in self.provider.held_key_ids():
                 if key_id != new_key and key_id not in in_use:
@@ -125,19 +126,23 @@ class Keyring:
         log.info("master key rotated to %s; %d data keys re-wrapped", new_key, rewrapped)
         return RotationReport(new_key, rewrapped, tuple(retired))
 
-    def _rewrap_all(self, new_key: str, batch: int) -> int:
+    def _rewrap_all(self, batch: int) -> int:
+        """Re-wrap, batch by batch, every data key not under the active generation (which is
+        just rotated in, or a newer one if another rotation ran meanwhile)."""
         rewrapped = 0
         while True:
+            active = self.provider.active_key_id
             with self.sessions() as session, session.begin():
                 rows = session.scalars(
-                    select(DataKey).where(DataKey.master_key_id != new_key).limit(batch)
+                    select(DataKey).where(DataKey.master_key_id != active).limit(batch)
                 ).all()
                 for row in rows:
                     data_key = self.provider.unwrap(
                         row.master_key_id, row.wrapped, _aad(row.subject_id)
                     )
-                    row.wrapped = self.provider.wrap(data_key, _aad(row.subject_id))
-                    row.master_key_id = new_key
+                    row.master_key_id, row.wrapped = self.provider.wrap(
+                        data_key, _aad(row.subject_id)
+                    )
                 rewrapped += len(rows)
             if len(rows) < batch:
                 return rewrapped

@@ -511,6 +511,7 @@ class Vault:
                     kind=kind,
                     old_value=unseal(data_key, old.sealed, _aad(old)),
                     new_value=new_value,
+                    value_id=old.id,
                     now=now,
                 )
             row = PersonalValue(
@@ -555,22 +556,62 @@ class Vault:
         kind: IdentityKind,
         old_value: str,
         new_value: str,
+        value_id: int,
         now: dt.datetime,
     ) -> None:
         try:
             new_normal = normalize_identity(kind, new_value)
         except IdentityInvalid as invalid:
             raise CollectionRefused([Problem(("value",), str(invalid))]) from None
-        old_digest = self.keyring.blind_index(kind.value, normalize_identity(kind, old_value))
-        session.execute(
-            delete(Identity).where(
-                Identity.subject_id == subject_id,
-                Identity.kind == kind.value,
-                Identity.digest == old_digest,
+        new_digest = self.keyring.blind_index(kind.value, new_normal)
+        owner = session.scalar(
+            select(Identity.subject_id).where(
+                Identity.kind == kind.value, Identity.digest == new_digest
             )
         )
-        new_digest = self.keyring.blind_index(kind.value, new_normal)
+        if owner is not None and owner != subject_id:
+            raise CollectionRefused(
+                [Problem(("value",), f"this {kind.value} identifies another subject")]
+            )
+        old_normal = normalize_identity(kind, old_value)
+        if not self._still_held(session, subject_id, kind, old_normal, except_value=value_id):
+            old_digest = self.keyring.blind_index(kind.value, old_normal)
+            session.execute(
+                delete(Identity).where(
+                    Identity.subject_id == subject_id,
+                    Identity.kind == kind.value,
+                    Identity.digest == old_digest,
+                )
+            )
         self._index(session, [(subject_id, (kind, new_digest))], now)
+
+    def _still_held(
+        self,
+        session: Session,
+        subject_id: str,
+        kind: IdentityKind,
+        normal: str,
+        *,
+        except_value: int,
+    ) -> bool:
+        """Whether another current value of the subject holds this identity too."""
+        categories = [c for c, k in IDENTITY_CATEGORIES.items() if k is kind]
+        rows = session.scalars(
+            select(PersonalValue).where(
+                PersonalValue.subject_id == subject_id,
+                PersonalValue.superseded_at.is_(None),
+                PersonalValue.category.in_(categories),
+                PersonalValue.id != except_value,
+            )
+        ).all()
+        data_key = self._data_key(subject_id)
+        for row in rows:
+            try:
+                if normalize_identity(kind, unseal(data_key, row.sealed, _aad(row))) == normal:
+                    return True
+            except IdentityInvalid:
+                continue
+        return False
 
     # --- erasure and lookup ---------------------------------------------------------------
 

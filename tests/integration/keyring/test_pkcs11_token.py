@@ -100,7 +100,7 @@ def test_the_token_generates_its_keys_non_extractable_and_keeps_them(
 
 def test_a_data_key_wrapped_by_the_token_unwraps_only_with_its_subject(token: Pkcs11Token) -> None:
     data_key = os.urandom(32)
-    wrapped = token.wrap(data_key, b"subject-a")
+    _, wrapped = token.wrap(data_key, b"subject-a")
     assert data_key not in wrapped
     assert token.unwrap(token.active_key_id, wrapped, b"subject-a") == data_key
     with pytest.raises(pkcs11.exceptions.PKCS11Error):
@@ -124,7 +124,7 @@ def test_rotation_on_the_token_keeps_old_keys_until_retired(
     token: Pkcs11Token, prefix: str
 ) -> None:
     old = token.active_key_id
-    wrapped = token.wrap(b"k" * 32, b"s")
+    _, wrapped = token.wrap(b"k" * 32, b"s")
     new = token.rotate()
     assert new == f"pkcs11:{prefix}-2"
     assert token.unwrap(old, wrapped, b"s") == b"k" * 32

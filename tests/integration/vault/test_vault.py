@@ -376,3 +376,35 @@ def test_collecting_for_an_erased_subject_is_refused_and_leaves_no_key_behind(
     with runtime.keyring.sessions() as keystore:
         assert keystore.scalar(select(func.count()).select_from(DataKey)) == keys_before
     assert count(runtime, Subject) == 1
+
+
+def test_a_correction_cannot_take_an_identity_that_belongs_to_someone_else(vault: Vault) -> None:
+    jane = register(vault)
+    (other,) = vault.collect(
+        [Submission("newsletter", {"email": "taken@example.com"}, Source.WEB_FORM)], actor="tests"
+    )
+    email = next(
+        v
+        for v in vault.read(jane, "essential.service.authentication", actor="tests").values
+        if v.field == "email"
+    )
+    with pytest.raises(CollectionRefused, match="identifies another subject"):
+        vault.correct(jane, email.id, "TAKEN@example.com", actor="tests", source=Source.API)
+    assert vault.resolve(IdentityKind.EMAIL, JANE["email"], actor="tests") == jane
+    assert vault.resolve(IdentityKind.EMAIL, "taken@example.com", actor="tests") == other.subject_id
+
+
+def test_correcting_one_of_two_values_holding_an_email_keeps_it_indexed(vault: Vault) -> None:
+    subject_id = register(vault)
+    vault.collect(
+        [Submission("newsletter", {"email": JANE["email"]}, Source.WEB_FORM)], actor="tests"
+    )
+    values = vault.read(subject_id, "essential.service.authentication", actor="tests").values
+    registration_email = next(
+        v for v in values if v.field == "email" and v.collection_point == "registration"
+    )
+    vault.correct(
+        subject_id, registration_email.id, "jane@work.example", actor="tests", source=Source.API
+    )
+    assert vault.resolve(IdentityKind.EMAIL, JANE["email"], actor="tests") == subject_id
+    assert vault.resolve(IdentityKind.EMAIL, "jane@work.example", actor="tests") == subject_id

@@ -49,3 +49,12 @@ def test_every_setting_has_a_docstring_and_a_row_in_the_operations_doc(name: str
 def test_the_key_store_may_not_be_the_main_database() -> None:
     with pytest.raises(ValidationError, match="PLEDGE_KEYSTORE_URL must name another database"):
         Settings(_env_file=None, database_url="sqlite:///one.db", keystore_url="sqlite:///one.db")  # type: ignore[call-arg]
+
+
+def test_two_spellings_of_one_sqlite_file_are_one_database(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="PLEDGE_KEYSTORE_URL must name another database"):
+        Settings(  # type: ignore[call-arg]
+            _env_file=None,
+            database_url=f"sqlite:///{tmp_path}/pledge.db",
+            keystore_url=f"sqlite:///{tmp_path}/./sub/../pledge.db",
+        )

@@ -45,7 +45,7 @@ def test_a_wrapped_data_key_unwraps_to_the_same_key(key_path: Path) -> None:
     keys = LocalKeyFile(key_path)
     data_key = os.urandom(KEY_BYTES)
 
-    wrapped = keys.wrap(data_key, AAD)
+    _, wrapped = keys.wrap(data_key, AAD)
 
     assert data_key not in wrapped
     assert keys.unwrap(keys.active_key_id, wrapped, AAD) == data_key
@@ -53,7 +53,7 @@ def test_a_wrapped_data_key_unwraps_to_the_same_key(key_path: Path) -> None:
 
 def test_a_data_key_wrapped_for_one_subject_does_not_unwrap_for_another(key_path: Path) -> None:
     keys = LocalKeyFile(key_path)
-    wrapped = keys.wrap(os.urandom(KEY_BYTES), AAD)
+    _, wrapped = keys.wrap(os.urandom(KEY_BYTES), AAD)
 
     with pytest.raises(InvalidTag):
         keys.unwrap(keys.active_key_id, wrapped, b"pledge:data-key:subject-2")
@@ -90,7 +90,7 @@ def test_rotating_makes_a_new_active_key_and_old_data_keys_still_unwrap(key_path
     keys = LocalKeyFile(key_path)
     old_id = keys.active_key_id
     data_key = os.urandom(KEY_BYTES)
-    wrapped_under_old = keys.wrap(data_key, AAD)
+    _, wrapped_under_old = keys.wrap(data_key, AAD)
 
     new_id = keys.rotate()
 
@@ -98,7 +98,7 @@ def test_rotating_makes_a_new_active_key_and_old_data_keys_still_unwrap(key_path
     assert keys.active_key_id == new_id
     assert sorted(keys.held_key_ids()) == sorted([old_id, new_id])
     assert keys.unwrap(old_id, wrapped_under_old, AAD) == data_key
-    wrapped_under_new = keys.wrap(data_key, AAD)
+    _, wrapped_under_new = keys.wrap(data_key, AAD)
     assert keys.unwrap(new_id, wrapped_under_new, AAD) == data_key
     with pytest.raises(InvalidTag):
         keys.unwrap(old_id, wrapped_under_new, AAD)
@@ -119,7 +119,7 @@ def test_a_rotation_is_kept_in_the_file_and_the_file_stays_private(key_path: Pat
 def test_retiring_an_old_key_makes_its_data_keys_unavailable(key_path: Path) -> None:
     keys = LocalKeyFile(key_path)
     old_id = keys.active_key_id
-    wrapped_under_old = keys.wrap(os.urandom(KEY_BYTES), AAD)
+    _, wrapped_under_old = keys.wrap(os.urandom(KEY_BYTES), AAD)
     new_id = keys.rotate()
 
     keys.retire(old_id)
@@ -134,7 +134,7 @@ def test_retiring_an_old_key_makes_its_data_keys_unavailable(key_path: Path) -> 
 def test_the_active_key_cannot_be_retired(key_path: Path) -> None:
     keys = LocalKeyFile(key_path)
     data_key = os.urandom(KEY_BYTES)
-    wrapped = keys.wrap(data_key, AAD)
+    _, wrapped = keys.wrap(data_key, AAD)
 
     with pytest.raises(ValueError, match="active master key cannot be retired"):
         keys.retire(keys.active_key_id)
@@ -146,7 +146,7 @@ def test_unwrapping_under_a_key_the_file_never_held_is_unavailable(key_path: Pat
     keys = LocalKeyFile(key_path)
 
     with pytest.raises(KeyUnavailable, match="local:0000000000000000"):
-        keys.unwrap("local:0000000000000000", keys.wrap(os.urandom(KEY_BYTES), AAD), AAD)
+        keys.unwrap("local:0000000000000000", keys.wrap(os.urandom(KEY_BYTES), AAD)[1], AAD)
 
 
 def test_the_blind_index_is_the_same_for_the_same_value_and_file(key_path: Path) -> None:
@@ -183,7 +183,7 @@ def test_a_second_reader_of_the_same_file_loads_it_rather_than_making_a_new_one(
     first = LocalKeyFile(key_path)
     content = key_path.read_bytes()
     data_key = os.urandom(KEY_BYTES)
-    wrapped = first.wrap(data_key, AAD)
+    _, wrapped = first.wrap(data_key, AAD)
 
     second = LocalKeyFile(key_path)
 
@@ -202,9 +202,20 @@ def test_a_key_rotated_in_by_one_reader_is_not_lost_when_another_reader_rotates(
     web, worker = LocalKeyFile(key_path), LocalKeyFile(key_path)
     web_key = web.rotate()
     data_key = os.urandom(KEY_BYTES)
-    wrapped_by_web = web.wrap(data_key, AAD)
+    _, wrapped_by_web = web.wrap(data_key, AAD)
 
     worker.rotate()
 
     assert web_key in LocalKeyFile(key_path).held_key_ids()
     assert LocalKeyFile(key_path).unwrap(web_key, wrapped_by_web, AAD) == data_key
+
+
+def test_wrapping_reports_the_generation_it_used_even_after_another_process_rotated(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "shared.key"
+    web, admin = LocalKeyFile(path), LocalKeyFile(path)
+    rotated_to = admin.rotate()  # another process, same file
+    key_id, wrapped = web.wrap(b"d" * KEY_BYTES, AAD)
+    assert key_id == rotated_to
+    assert admin.unwrap(key_id, wrapped, AAD) == b"d" * KEY_BYTES
