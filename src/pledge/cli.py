@@ -402,12 +402,7 @@ def collect(
         raise _fail(f"pledge: the fields are not JSON: {error.msg}") from None
     if not isinstance(fields, dict) or not all(isinstance(v, str) for v in fields.values()):
         raise _fail("pledge: the fields must be a JSON object of strings")
-    parsed_identity = None
-    if identity is not None:
-        kind, _, value = identity.partition(":")
-        if kind not in IdentityKind.__members__.values():
-            raise _fail(f"pledge: identity kind must be one of {', '.join(IdentityKind)}")
-        parsed_identity = (IdentityKind(kind), value)
+    parsed_identity = _identity(identity) if identity is not None else None
     submission = Submission(
         collection_point=collection_point,
         fields=fields,
@@ -467,12 +462,10 @@ def subjects_resolve(
     staff: StaffOption,
 ) -> None:
     """Print the subject ID an identity belongs to (audited)."""
-    kind, _, value = identity.partition(":")
-    if kind not in IdentityKind.__members__.values():
-        raise _fail(f"pledge: identity kind must be one of {', '.join(IdentityKind)}")
+    kind, value = _identity(identity)
     with _open_database(_settings()) as runtime:
         try:
-            subject_id = _vault(runtime).resolve(IdentityKind(kind), value, actor=f"staff:{staff}")
+            subject_id = _vault(runtime).resolve(kind, value, actor=f"staff:{staff}")
         except ValueError as invalid:
             raise _fail(f"pledge: {invalid}") from None
     if subject_id is None:
@@ -496,6 +489,14 @@ def subjects_erase(
         except SubjectNotFound:
             raise _fail("pledge: no subject has this ID") from None
     typer.echo("erased" if erased else "already erased")
+
+
+def _identity(text: str) -> tuple[IdentityKind, str]:
+    """`kind:value` from the command line, e.g. `email:jane@example.com`."""
+    kind, _, value = text.partition(":")
+    if kind not in IdentityKind.__members__.values():
+        raise _fail(f"pledge: identity kind must be one of {', '.join(IdentityKind)}")
+    return IdentityKind(kind), value
 
 
 def _vault(runtime: Runtime) -> Vault:

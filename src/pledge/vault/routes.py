@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from pledge.apikeys import Caller, authenticated, check_scope, require_scope
-from pledge.vault.rules import MAX_BATCH, MAX_IDENTITY_CHARS, MAX_VALUE_CHARS, IdentityKind, Source
+from pledge.vault.rules import (
+    MAX_BATCH,
+    MAX_IDENTITY_CHARS,
+    MAX_VALUE_CHARS,
+    IdentityInvalid,
+    IdentityKind,
+    Source,
+)
 from pledge.vault.service import (
     CollectionRefused,
     NoPolicyInForce,
@@ -167,23 +175,40 @@ def vault_of(request: Request) -> Vault:
 
 
 VaultDep = Annotated[Vault, Depends(vault_of)]
+PurposeQuery = Annotated[
+    str, Query(min_length=1, max_length=200, description="The purpose the data is read for.")
+]
 
 
-def _refused(refusal: CollectionRefused) -> JSONResponse:
-    detail = [
-        {"loc": ["body", *p.path], "msg": p.message, "type": "policy"} for p in refusal.problems
-    ]
-    return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
-
-
-def _unknown_subject() -> HTTPException:
-    return HTTPException(status.HTTP_404_NOT_FOUND, detail="no subject has this ID")
-
-
-def _no_policy() -> HTTPException:
-    return HTTPException(
-        status.HTTP_503_SERVICE_UNAVAILABLE, detail="no policy version is in force"
-    )
+@contextmanager
+def _answers_for_vault_errors(purpose: str | None = None) -> Iterator[None]:
+    """Turn the vault's refusals into the HTTP answers docs/api.md lists."""
+    try:
+        yield
+    except UnknownPurpose:
+        msg = f"'{purpose}' is not a purpose of the policy in force"
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=[{"loc": ["query", "purpose"], "msg": msg, "type": "policy"}],
+        ) from None
+    except (SubjectNotFound, ValueNotFound):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such subject or value") from None
+    except SubjectErased:
+        raise HTTPException(status.HTTP_410_GONE, detail="this subject was erased") from None
+    except NoPolicyInForce:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, detail="no policy version is in force"
+        ) from None
+    except CollectionRefused as refusal:
+        detail = [
+            {"loc": ["body", *p.path], "msg": p.message, "type": "policy"} for p in refusal.problems
+        ]
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail) from None
+    except IdentityInvalid as invalid:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=[{"loc": ["body", "value"], "msg": str(invalid), "type": "value_error"}],
+        ) from None
 
 
 @api.post(
@@ -194,22 +219,14 @@ def _no_policy() -> HTTPException:
 )
 def collect(
     body: CollectIn, vault: VaultDep, caller: Annotated[Caller, Depends(require_scope("collect"))]
-) -> CollectOut | JSONResponse:
+) -> CollectOut:
     """Validate the fields against the policy's collection point and store them sealed.
 
     Unknown collection points or fields, and missing required fields, give 422 naming them;
     nothing is stored on any error.
     """
-    try:
+    with _answers_for_vault_errors():
         (result,) = vault.collect([body.submission()], actor=caller.actor)
-    except CollectionRefused as refusal:
-        return _refused(refusal)
-    except SubjectErased:
-        raise HTTPException(status.HTTP_410_GONE, detail="this subject was erased") from None
-    except SubjectNotFound:
-        raise _unknown_subject() from None
-    except NoPolicyInForce:
-        raise _no_policy() from None
     return CollectOut(**result.__dict__)
 
 
@@ -221,22 +238,12 @@ def collect(
 )
 def collect_batch(
     body: BatchIn, vault: VaultDep, caller: Annotated[Caller, Depends(require_scope("collect"))]
-) -> BatchOut | JSONResponse:
+) -> BatchOut:
     """Store up to 1,000 submissions in one transaction: all of them, or none."""
-    try:
+    with _answers_for_vault_errors():
         results = vault.collect(
             [item.submission() for item in body.items], actor=caller.actor, batch=True
         )
-    except CollectionRefused as refusal:
-        return _refused(refusal)
-    except SubjectErased:
-        raise HTTPException(
-            status.HTTP_410_GONE, detail="a subject of this batch was erased"
-        ) from None
-    except SubjectNotFound:
-        raise _unknown_subject() from None
-    except NoPolicyInForce:
-        raise _no_policy() from None
     return BatchOut(results=[CollectOut(**r.__dict__) for r in results])
 
 
@@ -249,31 +256,12 @@ def read_subject_data(
     subject_id: SubjectId,
     vault: VaultDep,
     caller: Annotated[Caller, Depends(authenticated)],
-    purpose: Annotated[
-        str, Query(min_length=1, max_length=200, description="The purpose the data is read for.")
-    ],
+    purpose: PurposeQuery,
 ) -> SubjectDataOut:
     """Only the categories the policy lets `purpose` use; every read is audited with its purpose."""
     check_scope(caller, f"read:{purpose}")
-    try:
+    with _answers_for_vault_errors(purpose):
         data = vault.read(subject_id, purpose, actor=caller.actor)
-    except UnknownPurpose:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=[
-                {
-                    "loc": ["query", "purpose"],
-                    "msg": f"'{purpose}' is not a purpose of the policy in force",
-                    "type": "policy",
-                }
-            ],
-        ) from None
-    except SubjectNotFound:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no subject has this ID") from None
-    except SubjectErased:
-        raise HTTPException(status.HTTP_410_GONE, detail="this subject was erased") from None
-    except NoPolicyInForce:
-        raise _no_policy() from None
     return SubjectDataOut(
         subject_id=data.subject_id,
         purpose=data.purpose,
@@ -295,20 +283,15 @@ def correct_value(
     body: CorrectionIn,
     vault: VaultDep,
     caller: Annotated[Caller, Depends(require_scope("correct"))],
-) -> CorrectionOut | JSONResponse:
+) -> CorrectionOut:
     """Store the corrected value as a new version; the previous version is kept in the history."""
     if (body.source is Source.STAFF_ENTRY) != (body.entered_by is not None):
+        message = "staff entries, and only they, name the staff member"
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=[
-                {
-                    "loc": ["body", "entered_by"],
-                    "msg": "staff entries, and only they, name the staff member",
-                    "type": "policy",
-                }
-            ],
+            detail=[{"loc": ["body", "entered_by"], "msg": message, "type": "policy"}],
         )
-    try:
+    with _answers_for_vault_errors():
         new_id = vault.correct(
             subject_id,
             value_id,
@@ -317,16 +300,6 @@ def correct_value(
             source=body.source,
             entered_by=body.entered_by,
         )
-    except CollectionRefused as refusal:
-        return _refused(refusal)
-    except (SubjectNotFound, ValueNotFound):
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND, detail="no current value has this ID for this subject"
-        ) from None
-    except SubjectErased:
-        raise HTTPException(status.HTTP_410_GONE, detail="this subject was erased") from None
-    except NoPolicyInForce:
-        raise _no_policy() from None
     return CorrectionOut(value_id=new_id)
 
 
@@ -345,10 +318,8 @@ def erase_subject(
     ],
 ) -> ErasedOut:
     """Destroy the subject's data key, then its identities and values. Cannot be undone."""
-    try:
+    with _answers_for_vault_errors():
         erased_now = vault.shred(subject_id, actor=caller.actor, reason=reason)
-    except SubjectNotFound:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no subject has this ID") from None
     return ErasedOut(subject_id=subject_id, erased=True, already_erased=not erased_now)
 
 
@@ -357,13 +328,8 @@ def resolve_subject(
     body: ResolveIn, vault: VaultDep, caller: Annotated[Caller, Depends(require_scope("resolve"))]
 ) -> ResolveOut:
     """The subject an e-mail, phone, social account or device belongs to; 404 if none."""
-    try:
+    with _answers_for_vault_errors():
         subject_id = vault.resolve(body.kind, body.value, actor=caller.actor)
-    except ValueError as invalid:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=[{"loc": ["body", "value"], "msg": str(invalid), "type": "value_error"}],
-        ) from None
     if subject_id is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no subject has this identity")
     return ResolveOut(subject_id=subject_id)
@@ -387,33 +353,12 @@ def value_history(
     value_id: int,
     vault: VaultDep,
     caller: Annotated[Caller, Depends(authenticated)],
-    purpose: Annotated[
-        str, Query(min_length=1, max_length=200, description="The purpose the data is read for.")
-    ],
+    purpose: PurposeQuery,
 ) -> HistoryOut:
     """The value as first collected and each correction since, if `purpose` may use its category."""
     check_scope(caller, f"read:{purpose}")
-    try:
+    with _answers_for_vault_errors(purpose):
         versions = vault.history(subject_id, value_id, purpose, actor=caller.actor)
-    except UnknownPurpose:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=[
-                {
-                    "loc": ["query", "purpose"],
-                    "msg": f"'{purpose}' is not a purpose of the policy in force",
-                    "type": "policy",
-                }
-            ],
-        ) from None
-    except (SubjectNotFound, ValueNotFound):
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND, detail="no value with this ID is readable for this purpose"
-        ) from None
-    except SubjectErased:
-        raise HTTPException(status.HTTP_410_GONE, detail="this subject was erased") from None
-    except NoPolicyInForce:
-        raise _no_policy() from None
     return HistoryOut(
         subject_id=subject_id, purpose=purpose, versions=[ValueOut(**v.__dict__) for v in versions]
     )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import phonenumbers
 
-from pledge.policy.document import PolicyDocument
+from pledge.policy.document import Channel, PolicyDocument
 
 MAX_VALUE_CHARS = 10_000
 """Longest value a field may hold (a comment of about 1,500 words)."""
@@ -47,16 +47,9 @@ IDENTITY_CATEGORIES = {
 """Categories whose values also identify the subject, in the order one is picked as primary."""
 
 
-class Source(enum.StrEnum):
-    """How a value reached Pledge (its provenance)."""
-
-    WEB_FORM = "web_form"
-    APP = "app"
-    API = "api"
-    STAFF_ENTRY = "staff_entry"
-    SOCIAL_NETWORK = "social_network"
-    DEVICE = "device"
-    EMAIL = "email"
+Source = Channel
+"""How a value reached Pledge (its provenance): the same channels a collection point declares,
+since a value may arrive by another channel than its point's (a staff entry of a web form)."""
 
 
 class IdentityInvalid(ValueError):
