@@ -9,6 +9,8 @@ from fastapi_offline import FastAPIOffline
 
 from pledge import __version__
 from pledge.config import Settings
+from pledge.consent import ConsentLedger
+from pledge.consent import api_routes as consent_routes
 from pledge.limits import BodyLimit
 from pledge.logs import AccessLog
 from pledge.migrations import schema_is_current
@@ -60,10 +62,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     )
     app.state.runtime = runtime
     app.state.vault = Vault(runtime.sessions, runtime.keyring, _scanner)
+    app.state.consent = ConsentLedger(runtime.sessions)
     app.add_middleware(BodyLimit)
     app.add_middleware(AccessLog)
     app.include_router(api_routes)
     app.include_router(vault_routes)
+    app.include_router(consent_routes)
     app.include_router(page_routes)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and database check")

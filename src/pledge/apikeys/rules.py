@@ -11,6 +11,9 @@ FIXED_SCOPES = {
     "correct": "write a corrected version of a stored value",
     "shred": "erase a subject (crypto-shredding)",
     "policy:read": "read the policy in force and its versions",
+    "consent:write": "record a person's grant or withdrawal of consent",
+    "consent:read": "read a person's consent choices and their history",
+    "decide": "ask whether a use of personal data is allowed",
 }
 """Scopes that are not about a purpose, with what each lets a key do."""
 

@@ -18,6 +18,7 @@ TABLE_MODULES = (
     "pledge.audit.tables",
     "pledge.apikeys.tables",
     "pledge.vault.tables",
+    "pledge.consent.tables",
 )
 """Every module that declares tables; the metadata Alembic compares against imports them all."""
 

@@ -22,6 +22,7 @@ from pledge.vault.service import (
     UnknownPurpose,
     ValueNotFound,
     Vault,
+    check_live_subject,
 )
 
 __all__ = [
@@ -45,4 +46,5 @@ __all__ = [
     "ValueNotFound",
     "Vault",
     "api_routes",
+    "check_live_subject",
 ]

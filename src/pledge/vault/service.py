@@ -703,6 +703,15 @@ class Vault:
             raise SubjectErased(subject_id) from None
 
 
+def check_live_subject(session: Session, subject_id: str) -> None:
+    """Raise `SubjectNotFound` or `SubjectErased` unless the subject exists and is not erased."""
+    subject = session.get(Subject, subject_id)
+    if subject is None:
+        raise SubjectNotFound(subject_id)
+    if subject.shredded_at is not None:
+        raise SubjectErased(subject_id)
+
+
 def _deleted(session: Session, statement: Delete) -> int:
     """Run a DELETE and say how many rows it removed."""
     result = session.execute(statement)

@@ -46,10 +46,10 @@ def test_reading_for_a_purpose_or_for_any_purpose_is_accepted(scope: str) -> Non
 def test_an_unknown_scope_is_refused_with_the_known_ones_listed(scope: str) -> None:
     problem = scope_problem(scope)
 
-    assert problem == (
-        f"unknown scope '{scope}' (known: collect, correct, policy:read, resolve, shred, "
-        "read:<purpose>, read:*)"
-    )
+    assert problem is not None
+    assert problem.startswith(f"unknown scope '{scope}' (known: ")
+    listed = problem.split("(known: ", 1)[1].rstrip(")").split(", ")
+    assert listed == [*sorted(FIXED_SCOPES), "read:<purpose>", "read:*"]
 
 
 def test_a_held_scope_allows_exactly_what_it_names() -> None:

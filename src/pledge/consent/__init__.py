@@ -1,0 +1,20 @@
+"""Consent: the hash-chained ledger of choices, decisions from it, and Global Privacy Control."""
+
+from pledge.consent.routes import api as api_routes
+from pledge.consent.rules import Action, Choice, ConsentEvent, Decision, DecisionTable, Method, fold
+from pledge.consent.service import ChoiceToRecord, ConsentLedger, ConsentRefused, RepromptBlocked
+
+__all__ = [
+    "Action",
+    "Choice",
+    "ChoiceToRecord",
+    "ConsentEvent",
+    "ConsentLedger",
+    "ConsentRefused",
+    "Decision",
+    "DecisionTable",
+    "Method",
+    "RepromptBlocked",
+    "api_routes",
+    "fold",
+]

@@ -1,0 +1,257 @@
+"""Pure consent rules: the ledger's events, folding them into a state, and deciding "may I?".
+
+Nothing here touches a database. `fold` turns a subject's events into its current choices;
+`DecisionTable.decide` answers whether a use is allowed, with every reason, from the policy
+(compiled once per version) and those choices.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from pledge.policy.document import LegalBasis, PolicyDocument
+
+GENESIS = "0" * 64
+REPROMPT_BLOCK = dt.timedelta(days=365)
+"""After an opt-out of sale or sharing, Pledge may not itself prompt the person to opt back in
+for 12 months (CCPA regulations, 11 CCR 7026(k))."""
+
+
+class Action(enum.StrEnum):
+    """What a consent event does."""
+
+    GRANT = "grant"
+    WITHDRAW = "withdraw"
+
+
+class Method(enum.StrEnum):
+    """How the person expressed the choice (its proof)."""
+
+    FORM_CHECKBOX = "form_checkbox"
+    DOUBLE_OPT_IN = "double_opt_in"
+    ONE_CLICK_UNSUBSCRIBE = "one_click_unsubscribe"
+    GPC = "gpc"
+    STAFF_ENTRY = "staff_entry"
+    PARENT = "parent"
+    PREFERENCES_PAGE = "preferences_page"
+
+
+@dataclass(frozen=True)
+class ConsentEvent:
+    """One grant or withdrawal, with its proof. Never an IP address."""
+
+    seq: int
+    subject_id: str
+    purpose: str
+    action: Action
+    method: Method
+    source: str
+    """Where it was expressed: a collection point, the privacy center, a mail's link, ..."""
+    notice_sha256: str
+    """SHA-256 of the notice text the person saw."""
+    policy_version: str
+    at: dt.datetime
+    expires_at: dt.datetime | None = None
+    prompted_by_pledge: bool = False
+    """The person acted on a prompt Pledge itself showed (limits re-prompting after opt-outs)."""
+
+
+def event_hash(event: ConsentEvent, prev_hash: str) -> str:
+    """SHA-256 over every field of the event and the previous event's hash."""
+    at = event.at.astimezone(dt.UTC).isoformat()
+    expires = event.expires_at.astimezone(dt.UTC).isoformat() if event.expires_at else None
+    payload = json.dumps(
+        [
+            event.seq,
+            event.subject_id,
+            event.purpose,
+            event.action.value,
+            event.method.value,
+            event.source,
+            event.notice_sha256,
+            event.policy_version,
+            at,
+            expires,
+            event.prompted_by_pledge,
+            prev_hash,
+        ],
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def first_break(events: Iterable[tuple[ConsentEvent, str, str]]) -> int | None:
+    """The seq of the first event (ordered by seq, with its stored prev_hash and hash) whose
+    link or content does not hold, or None when the chain is intact."""
+    expected_prev = GENESIS
+    for event, prev_hash, stored in events:
+        if prev_hash != expected_prev or event_hash(event, prev_hash) != stored:
+            return event.seq
+        expected_prev = stored
+    return None
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A subject's current choice about one purpose, and the event that made it."""
+
+    granted: bool
+    seq: int
+    at: dt.datetime
+    method: Method
+    expires_at: dt.datetime | None = None
+
+
+def fold(events: Iterable[ConsentEvent]) -> dict[str, Choice]:
+    """The current choice per purpose: the latest event (by seq) for each purpose wins.
+
+    Events may arrive in any order; the result depends only on which events there are.
+    """
+    latest: dict[str, ConsentEvent] = {}
+    for event in events:
+        held = latest.get(event.purpose)
+        if held is None or event.seq > held.seq:
+            latest[event.purpose] = event
+    return {
+        purpose: Choice(e.action is Action.GRANT, e.seq, e.at, e.method, e.expires_at)
+        for purpose, e in latest.items()
+    }
+
+
+def reprompt_blocked_until(
+    events: Iterable[ConsentEvent], purpose: str, sale_or_sharing: bool
+) -> dt.datetime | None:
+    """Until when Pledge may not record an opt-in to `purpose` that it prompted itself."""
+    if not sale_or_sharing:
+        return None
+    withdrawals = [e.at for e in events if e.purpose == purpose and e.action is Action.WITHDRAW]
+    return max(withdrawals) + REPROMPT_BLOCK if withdrawals else None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether a use is allowed, and every reason that led there."""
+
+    allowed: bool
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _PurposeRule:
+    basis: LegalBasis
+    sale_or_sharing: bool
+    categories: frozenset[str]
+
+
+@dataclass(frozen=True)
+class DecisionTable:
+    """The policy's answer to "may I?" for each purpose, compiled once per policy version."""
+
+    version: str
+    rules: Mapping[str, _PurposeRule]
+    recipients: Mapping[str, tuple[frozenset[str], frozenset[str]]] = field(default_factory=dict)
+    """For each recipient: the purposes and categories its agreement allows."""
+
+    @classmethod
+    def compile(cls, document: PolicyDocument) -> DecisionTable:
+        """Compile the policy's purposes, categories and recipients into lookups."""
+        categories: dict[str, set[str]] = {key: set() for key in document.purposes}
+        for category_key, category in document.data_categories.items():
+            for purpose in category.purposes:
+                categories[purpose].add(category_key)
+        rules = {
+            key: _PurposeRule(p.legal_basis, p.sale or p.sharing, frozenset(categories[key]))
+            for key, p in document.purposes.items()
+        }
+        recipients = {
+            key: (frozenset(r.purposes), frozenset(r.categories))
+            for key, r in document.recipients.items()
+        }
+        return cls(document.version, rules, recipients)
+
+    def decide(
+        self,
+        purpose: str,
+        categories: Iterable[str],
+        choices: Mapping[str, Choice],
+        *,
+        now: dt.datetime,
+        recipient: str | None = None,
+        gpc: bool = False,
+    ) -> Decision:
+        """May `categories` be used for `purpose` (and disclosed to `recipient`)? Every reason.
+
+        `choices` is the subject's folded ledger; `gpc` says the request carries Sec-GPC: 1.
+        """
+        rule = self.rules.get(purpose)
+        if rule is None:
+            return Decision(
+                allowed=False, reasons=(f"'{purpose}' is not a purpose of policy {self.version}",)
+            )
+        reasons: list[str] = []
+        allowed = True
+        outside = sorted(set(categories) - rule.categories)
+        if outside:
+            allowed = False
+            reasons.append(f"the policy does not let '{purpose}' use {', '.join(outside)}")
+        if recipient is not None:
+            allowed &= self._recipient_allows(recipient, purpose, set(categories), reasons)
+        choice = choices.get(purpose)
+        if choice is not None and choice.expires_at is not None and choice.expires_at <= now:
+            reasons.append(
+                f"the {'grant' if choice.granted else 'withdrawal'} of {choice.at:%Y-%m-%d} expired"
+            )
+            choice = None
+        basis = rule.basis
+        if basis is LegalBasis.CONSENT:
+            if choice is not None and choice.granted:
+                reasons.append(f"consent: granted on {choice.at:%Y-%m-%d} by {choice.method.value}")
+            else:
+                allowed = False
+                reasons.append(
+                    "consent: needed and not granted"
+                    if choice is None
+                    else f"consent: withdrawn on {choice.at:%Y-%m-%d} by {choice.method.value}"
+                )
+        elif basis is LegalBasis.OPT_OUT:
+            if choice is not None and not choice.granted:
+                allowed = False
+                reasons.append(
+                    f"opt-out: the person opted out on {choice.at:%Y-%m-%d} "
+                    f"by {choice.method.value}"
+                )
+            else:
+                reasons.append("opt-out: allowed until the person opts out, and they have not")
+        else:
+            reasons.append(f"legal basis: {basis.value} (no consent needed)")
+        if rule.sale_or_sharing and gpc:
+            allowed = False
+            reasons.append("Global Privacy Control: this request opts out of sale and sharing")
+        return Decision(allowed=allowed, reasons=tuple(reasons))
+
+    def _recipient_allows(
+        self, recipient: str, purpose: str, categories: set[str], reasons: list[str]
+    ) -> bool:
+        terms = self.recipients.get(recipient)
+        if terms is None:
+            reasons.append(f"'{recipient}' is not a recipient of policy {self.version}")
+            return False
+        purposes, allowed_categories = terms
+        ok = True
+        if purpose not in purposes:
+            reasons.append(f"the agreement with '{recipient}' does not allow '{purpose}'")
+            ok = False
+        outside = sorted(categories - allowed_categories)
+        if outside:
+            reasons.append(f"the agreement with '{recipient}' does not cover {', '.join(outside)}")
+            ok = False
+        if ok:
+            reasons.append(
+                f"the agreement with '{recipient}' allows this purpose and these categories"
+            )
+        return ok

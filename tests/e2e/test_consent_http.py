@@ -1,0 +1,85 @@
+"""Consent over HTTP, and the Global Privacy Control round trip."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from pledge.app import create_app
+from pledge.runtime import Runtime
+from tests.conftest import api_headers
+
+SHARING = "marketing.advertising.third_party.targeted"
+
+
+@pytest.fixture
+def client(runtime: Runtime) -> Iterator[TestClient]:
+    with TestClient(create_app(runtime.settings, runtime)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def subject(client: TestClient, runtime: Runtime) -> str:
+    body = {
+        "collection_point": "newsletter",
+        "fields": {"email": "gpc@example.com"},
+        "source": "web_form",
+    }
+    response = client.post("/v1/collect", json=body, headers=api_headers(runtime, "collect"))
+    subject_id: str = response.json()["subject_id"]
+    return subject_id
+
+
+def test_a_request_carrying_gpc_records_the_opt_out_and_later_decisions_keep_it(
+    client: TestClient, runtime: Runtime, subject: str
+) -> None:
+    headers = api_headers(runtime, "decide", "consent:read")
+    ask = {"subject_id": subject, "purpose": SHARING, "categories": ["user.device.cookie_id"]}
+    assert client.post("/v1/decisions", json=ask, headers=headers).json()["allowed"] is True
+    with_gpc = client.post("/v1/decisions", json=ask, headers={**headers, "Sec-GPC": "1"}).json()
+    assert with_gpc["allowed"] is False
+    assert with_gpc["gpc_honored"] is True
+    later = client.post("/v1/decisions", json=ask, headers=headers).json()
+    assert later["allowed"] is False
+    assert any(reason.startswith("opt-out: the person opted out") for reason in later["reasons"])
+    history = client.get(f"/v1/subjects/{subject}/consent", headers=headers).json()["history"]
+    assert {(e["purpose"], e["action"], e["method"]) for e in history} >= {
+        (SHARING, "withdraw", "gpc")
+    }
+
+
+def test_recording_a_choice_validates_its_proof_and_purpose(
+    client: TestClient, runtime: Runtime, subject: str
+) -> None:
+    headers = api_headers(runtime, "consent:write")
+    good = {
+        "purpose": "marketing.communications.email",
+        "action": "grant",
+        "method": "double_opt_in",
+        "source": "newsletter",
+        "notice_sha256": "d" * 64,
+    }
+    assert (
+        client.post(f"/v1/subjects/{subject}/consent", json=good, headers=headers).status_code
+        == 201
+    )
+    assert (
+        client.post(
+            f"/v1/subjects/{subject}/consent",
+            json={**good, "notice_sha256": "nope"},
+            headers=headers,
+        ).status_code
+        == 422
+    )
+    assert (
+        client.post(
+            f"/v1/subjects/{subject}/consent", json={**good, "ip": "203.0.113.1"}, headers=headers
+        ).status_code
+        == 422
+    )
+    contract = {**good, "purpose": "essential.service.fulfillment"}
+    refused = client.post(f"/v1/subjects/{subject}/consent", json=contract, headers=headers)
+    assert refused.status_code == 422
+    assert "asks for no consent" in refused.json()["detail"][0]["msg"]

@@ -1,0 +1,158 @@
+"""The consent ledger on real databases."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import update
+
+from pledge.audit import entries_for
+from pledge.consent import (
+    Action,
+    ChoiceToRecord,
+    ConsentLedger,
+    ConsentRefused,
+    Method,
+    RepromptBlocked,
+)
+from pledge.consent.tables import ConsentEventRow
+from pledge.policy import load_policy_file, publish_policy
+from pledge.runtime import Runtime
+from pledge.vault import PersonalDataScanner, Source, SubjectErased, Submission, Vault
+from tests.conftest import REFERENCE_POLICY
+
+NOTICE = "c" * 64
+SHARING = "marketing.advertising.third_party.targeted"
+
+
+@pytest.fixture
+def subject(runtime: Runtime) -> str:
+    publish_policy(runtime.sessions, load_policy_file(REFERENCE_POLICY), published_by="tests")
+    vault = Vault(runtime.sessions, runtime.keyring, PersonalDataScanner())
+    (result,) = vault.collect(
+        [Submission("newsletter", {"email": "ledger@example.com"}, Source.WEB_FORM)], actor="tests"
+    )
+    return result.subject_id
+
+
+@pytest.fixture
+def ledger(runtime: Runtime) -> ConsentLedger:
+    return ConsentLedger(runtime.sessions)
+
+
+def choose(subject: str, purpose: str, action: Action, **extra: object) -> ChoiceToRecord:
+    return ChoiceToRecord(
+        subject, purpose, action, Method.FORM_CHECKBOX, "newsletter", NOTICE, **extra
+    )  # type: ignore[arg-type]
+
+
+def test_a_withdrawal_applies_to_the_very_next_decision(
+    ledger: ConsentLedger, subject: str
+) -> None:
+    email = "marketing.communications.email"
+    assert not ledger.decide(subject, email, ["user.contact.email"], actor="tests").allowed
+    ledger.record([choose(subject, email, Action.GRANT)], actor="tests")
+    assert ledger.decide(subject, email, ["user.contact.email"], actor="tests").allowed
+    ledger.record([choose(subject, email, Action.WITHDRAW)], actor="tests")
+    assert not ledger.decide(subject, email, ["user.contact.email"], actor="tests").allowed
+    actions = [e.action for e in ledger.history(subject)]
+    assert actions == [Action.GRANT, Action.WITHDRAW]
+
+
+def test_decisions_and_choices_are_audited(
+    runtime: Runtime, ledger: ConsentLedger, subject: str
+) -> None:
+    ledger.record([choose(subject, "marketing.communications.email", Action.GRANT)], actor="tests")
+    ledger.decide(
+        subject, "marketing.communications.email", ["user.contact.email"], actor="apikey:9:mailer"
+    )
+    actions = [(e.action, e.actor) for e in entries_for(runtime.sessions, subject)]
+    assert actions[-2:] == [("consent.grant", "tests"), ("decide", "apikey:9:mailer")]
+
+
+def test_a_purpose_that_needs_no_consent_refuses_a_consent_choice(
+    ledger: ConsentLedger, subject: str
+) -> None:
+    with pytest.raises(ConsentRefused, match="contract"):
+        ledger.record(
+            [choose(subject, "essential.service.fulfillment", Action.WITHDRAW)], actor="tests"
+        )
+
+
+def test_pledge_may_not_prompt_an_opt_in_for_twelve_months_after_an_opt_out(
+    ledger: ConsentLedger, subject: str
+) -> None:
+    t0 = dt.datetime.now(dt.UTC)
+    ledger.record([choose(subject, SHARING, Action.WITHDRAW)], actor="tests", now=t0)
+    with pytest.raises(RepromptBlocked):
+        ledger.record(
+            [choose(subject, SHARING, Action.GRANT, prompted_by_pledge=True)],
+            actor="tests",
+            now=t0 + dt.timedelta(days=364),
+        )
+    # The person may opt back in on their own initiative at any time...
+    ledger.record(
+        [choose(subject, SHARING, Action.GRANT)], actor="tests", now=t0 + dt.timedelta(days=1)
+    )
+    # ...and Pledge may prompt again once twelve months have passed.
+    ledger.record(
+        [choose(subject, SHARING, Action.GRANT, prompted_by_pledge=True)],
+        actor="tests",
+        now=t0 + dt.timedelta(days=366),
+    )
+
+
+def test_gpc_records_an_opt_out_of_every_sale_and_sharing_purpose(
+    ledger: ConsentLedger, subject: str
+) -> None:
+    ledger.honor_gpc(subject, source="Sec-GPC header", actor="tests")
+    choices = ledger.choices(subject)
+    assert {p for p, c in choices.items() if not c.granted and c.method is Method.GPC} == {
+        "marketing.advertising.first_party.targeted",
+        SHARING,
+        "third_party_sharing.affiliate_marketing",
+    }
+    assert (
+        ledger.honor_gpc(subject, source="Sec-GPC header", actor="tests") == []
+    )  # nothing new to record
+
+
+def test_the_kept_state_is_what_folding_the_ledger_gives(
+    ledger: ConsentLedger, subject: str
+) -> None:
+    for action in (Action.GRANT, Action.WITHDRAW, Action.GRANT):
+        ledger.record([choose(subject, "marketing.communications.email", action)], actor="tests")
+    ledger.honor_gpc(subject, source="Sec-GPC header", actor="tests")
+    assert ledger.rebuild_state()
+    assert ledger.choices(subject)["marketing.communications.email"].granted
+
+
+def test_an_edited_ledger_event_is_detected(
+    runtime: Runtime, ledger: ConsentLedger, subject: str
+) -> None:
+    seqs = ledger.record(
+        [
+            choose(subject, "marketing.communications.email", a)
+            for a in (Action.GRANT, Action.WITHDRAW)
+        ],
+        actor="tests",
+    )
+    assert ledger.verify() is None
+    with runtime.sessions() as session, session.begin():
+        session.execute(
+            update(ConsentEventRow).where(ConsentEventRow.seq == seqs[1]).values(action="grant")
+        )
+    assert ledger.verify() == seqs[1]
+
+
+def test_an_erased_subject_can_give_no_consent(
+    runtime: Runtime, ledger: ConsentLedger, subject: str
+) -> None:
+    Vault(runtime.sessions, runtime.keyring, PersonalDataScanner()).shred(
+        subject, actor="tests", reason="x"
+    )
+    with pytest.raises(SubjectErased):
+        ledger.record(
+            [choose(subject, "marketing.communications.email", Action.GRANT)], actor="tests"
+        )
