@@ -9,8 +9,9 @@ from fastapi_offline import FastAPIOffline
 
 from pledge import __version__
 from pledge.config import Settings
-from pledge.consent import ConsentLedger
+from pledge.consent import AUDIENCE_MAX_BYTES, ConsentLedger
 from pledge.consent import api_routes as consent_routes
+from pledge.consent import page_routes as consent_pages
 from pledge.limits import BodyLimit
 from pledge.logs import AccessLog
 from pledge.migrations import schema_is_current
@@ -63,11 +64,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.state.runtime = runtime
     app.state.vault = Vault(runtime.sessions, runtime.keyring, _scanner)
     app.state.consent = ConsentLedger(runtime.sessions)
-    app.add_middleware(BodyLimit)
+    app.add_middleware(BodyLimit, larger={"/v1/audiences": AUDIENCE_MAX_BYTES})
     app.add_middleware(AccessLog)
     app.include_router(api_routes)
     app.include_router(vault_routes)
     app.include_router(consent_routes)
+    app.include_router(consent_pages)
     app.include_router(page_routes)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and database check")

@@ -83,3 +83,49 @@ def test_recording_a_choice_validates_its_proof_and_purpose(
     refused = client.post(f"/v1/subjects/{subject}/consent", json=contract, headers=headers)
     assert refused.status_code == 422
     assert "asks for no consent" in refused.json()["detail"][0]["msg"]
+
+
+def test_an_audience_by_email_streams_back_who_may_be_mailed(
+    client: TestClient, runtime: Runtime, subject: str
+) -> None:
+    writer = api_headers(runtime, "consent:write", "decide")
+    grant = {
+        "purpose": "marketing.communications.email",
+        "action": "grant",
+        "method": "double_opt_in",
+        "source": "newsletter",
+        "notice_sha256": "e" * 64,
+    }
+    assert (
+        client.post(f"/v1/subjects/{subject}/consent", json=grant, headers=writer).status_code
+        == 201
+    )
+    body = "nobody@example.com\nGPC@example.com\nnot-an-address\n"
+    response = client.post(
+        "/v1/audiences",
+        params={
+            "purpose": "marketing.communications.email",
+            "categories": "user.contact.email",
+            "identify_by": "email",
+        },
+        content=body,
+        headers={**writer, "content-type": "text/plain"},
+    )
+    assert response.status_code == 200
+    assert response.text == "GPC@example.com\n"
+
+
+def test_an_audience_for_an_unknown_purpose_is_refused(
+    client: TestClient, runtime: Runtime
+) -> None:
+    response = client.post(
+        "/v1/audiences",
+        params={"purpose": "gossip", "categories": "user.contact.email"},
+        content="x\n",
+        headers=api_headers(runtime, "decide"),
+    )
+    assert response.status_code == 422
+
+
+def test_the_site_says_it_honors_gpc(client: TestClient) -> None:
+    assert client.get("/.well-known/gpc.json").json() == {"gpc": True, "lastUpdate": "2026-11-01"}

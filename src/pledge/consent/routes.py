@@ -5,15 +5,24 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
+from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from pledge.apikeys import Caller, require_scope
 from pledge.consent.rules import Action, Method
 from pledge.consent.service import ChoiceToRecord, ConsentLedger, ConsentRefused, RepromptBlocked
-from pledge.vault import NoPolicyInForce, SubjectErased, SubjectNotFound, UnknownPurpose
+from pledge.policy.document import GpcAnswer
+from pledge.vault import (
+    IdentityKind,
+    NoPolicyInForce,
+    SubjectErased,
+    SubjectNotFound,
+    UnknownPurpose,
+    Vault,
+)
 
 api = APIRouter(prefix="/v1", tags=["consent"])
 
@@ -220,3 +229,97 @@ def decide(
             gpc=gpc,
         )
     return DecisionOut(allowed=decision.allowed, reasons=list(decision.reasons), gpc_honored=gpc)
+
+
+AUDIENCE_MAX_BYTES = 64 * 1024 * 1024
+"""Largest audience body: 1,000,000 subject IDs (37 MB) or e-mail addresses fit."""
+
+
+def vault_of(request: Request) -> Vault:
+    """FastAPI dependency: the app's vault (to find subjects by e-mail)."""
+    vault: Vault = request.app.state.vault
+    return vault
+
+
+@api.post(
+    "/audiences",
+    summary="Filter a list of people down to those a purpose allows",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "One allowed identifier per line."}
+    },
+)
+async def audience(  # noqa: PLR0917 - FastAPI passes each dependency and query by name
+    request: Request,
+    ledger: LedgerDep,
+    vault: Annotated[Vault, Depends(vault_of)],
+    caller: Annotated[Caller, Depends(require_scope("decide"))],
+    purpose: Annotated[str, Query(min_length=1, max_length=200)],
+    categories: Annotated[list[Key], Query(min_length=1, max_length=100)],
+    identify_by: Annotated[Literal["subject", "email"], Query()] = "subject",
+) -> StreamingResponse:
+    """The body is one subject ID (or e-mail address) per line, up to 1,000,000 lines; the
+    answer streams back, one per line and in the same order, those whose data in `categories`
+    may be used for `purpose` now. Unknown, erased and refused people are left out; one audit
+    entry records the call."""
+    lines = [
+        line.strip() for line in (await request.body()).decode("utf-8").splitlines() if line.strip()
+    ]
+    if len(lines) > MAX_AUDIENCE:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE, detail=f"more than {MAX_AUDIENCE} lines"
+        )
+    with _answers_for_consent_errors():
+        ledger.check_purpose(purpose)
+    if identify_by == "email":
+        people = _by_email(
+            vault, ledger, lines, purpose=purpose, categories=categories, actor=caller.actor
+        )
+    else:
+        people = ledger.audience(purpose, categories, lines, actor=caller.actor)
+    return StreamingResponse((f"{person}\n" for person in people), media_type="text/plain")
+
+
+MAX_AUDIENCE = 1_000_000
+
+
+def _by_email(
+    vault: Vault,
+    ledger: ConsentLedger,
+    emails: list[str],
+    *,
+    purpose: str,
+    categories: list[str],
+    actor: str,
+) -> Iterator[str]:
+    """The audience by e-mail: found subjects go through one audience call, one audit entry."""
+    found: dict[str, str] = {}
+    for start in range(0, len(emails), 10_000):
+        found.update(vault.subjects_for(IdentityKind.EMAIL, emails[start : start + 10_000]))
+    allowed = set(
+        ledger.audience(purpose, categories, list(dict.fromkeys(found.values())), actor=actor)
+    )
+    yield from (email for email in emails if found.get(email) in allowed)
+
+
+pages = APIRouter(tags=["consent"])
+
+
+class GpcSupportOut(BaseModel):
+    """The site's Global Privacy Control support resource (GPC specification, section 3.5)."""
+
+    gpc: bool
+    lastUpdate: str  # noqa: N815 - the field name the GPC specification defines
+
+
+@pages.get(
+    "/.well-known/gpc.json", response_model=GpcSupportOut, summary="Global Privacy Control support"
+)
+def gpc_support(ledger: LedgerDep) -> GpcSupportOut:
+    """Whether this site honors GPC, per the policy in force, and since when."""
+    with _answers_for_consent_errors():
+        policy = ledger.policy_in_force()
+    honored = (
+        policy.document.signals.global_privacy_control is GpcAnswer.OPT_OUT_OF_SALE_AND_SHARING
+    )
+    return GpcSupportOut(gpc=honored, lastUpdate=policy.document.effective_date.isoformat())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import delete, insert, select, update
@@ -17,6 +17,7 @@ from pledge.consent.rules import (
     Decision,
     DecisionTable,
     Method,
+    audience_filter,
     event_hash,
     first_break,
     fold,
@@ -25,7 +26,7 @@ from pledge.consent.rules import (
 from pledge.consent.tables import ConsentChoice, ConsentEventRow, ConsentHead
 from pledge.policy import LoadedPolicy, current_version
 from pledge.policy.document import LegalBasis
-from pledge.vault import NoPolicyInForce, UnknownPurpose, check_live_subject
+from pledge.vault import NoPolicyInForce, UnknownPurpose, check_live_subject, live_subjects
 
 HEAD_ID = 1
 
@@ -214,6 +215,70 @@ class ConsentLedger:
             )
         return decision
 
+    def policy_in_force(self) -> LoadedPolicy:
+        """The policy version in force; `NoPolicyInForce` if none is."""
+        return self._policy()
+
+    def check_purpose(self, purpose: str) -> None:
+        """Raise `UnknownPurpose` unless the policy in force declares `purpose`."""
+        if purpose not in self._policy().document.purposes:
+            raise UnknownPurpose(purpose)
+
+    def audience(
+        self,
+        purpose: str,
+        categories: Sequence[str],
+        subject_ids: Iterable[str],
+        *,
+        actor: str,
+        batch: int = 10_000,
+        now: dt.datetime | None = None,
+    ) -> Iterator[str]:
+        """The subjects among `subject_ids` whose data in `categories` may be used for
+        `purpose`, in the order given; erased and unknown subjects are left out. One audit
+        entry records the whole call once the audience has been read to its end."""
+        now = now or dt.datetime.now(dt.UTC)
+        policy = self._policy()
+        if purpose not in policy.document.purposes:
+            raise UnknownPurpose(purpose)
+        allowed = audience_filter(self._table(policy), purpose, categories, now=now)
+        asked = kept = 0
+        for chunk in _chunks(subject_ids, batch):
+            asked += len(chunk)
+            with self.sessions() as session:
+                live = live_subjects(session, chunk)
+                choices = {
+                    row.subject_id: Choice(
+                        row.granted,
+                        row.seq,
+                        _utc(row.at),
+                        Method(row.method),
+                        _utc(row.expires_at) if row.expires_at else None,
+                    )
+                    for row in session.scalars(
+                        select(ConsentChoice).where(
+                            ConsentChoice.purpose == purpose, ConsentChoice.subject_id.in_(chunk)
+                        )
+                    )
+                }
+            for subject_id in chunk:
+                if subject_id in live and allowed(choices.get(subject_id)):
+                    kept += 1
+                    yield subject_id
+        with self.sessions() as session, session.begin():
+            record_many(
+                session,
+                [
+                    Act(
+                        actor,
+                        "audience",
+                        None,
+                        purpose,
+                        {"categories": sorted(categories), "asked": asked, "allowed": kept},
+                    )
+                ],
+            )
+
     def honor_gpc(self, subject_id: str, *, source: str, actor: str) -> list[int]:
         """Record the Global Privacy Control signal: an opt-out of every sale or sharing purpose
         the person has not already opted out of."""
@@ -332,3 +397,14 @@ def _event(row: ConsentEventRow) -> ConsentEvent:
         expires_at=_utc(row.expires_at) if row.expires_at else None,
         prompted_by_pledge=row.prompted_by_pledge,
     )
+
+
+def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

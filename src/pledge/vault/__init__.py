@@ -23,6 +23,7 @@ from pledge.vault.service import (
     ValueNotFound,
     Vault,
     check_live_subject,
+    live_subjects,
 )
 
 __all__ = [
@@ -47,4 +48,5 @@ __all__ = [
     "Vault",
     "api_routes",
     "check_live_subject",
+    "live_subjects",
 ]

@@ -680,6 +680,25 @@ class Vault:
             )
         return subject_id
 
+    def subjects_for(self, kind: IdentityKind, values: Sequence[str]) -> dict[str, str]:
+        """The subject each identity belongs to, for a batch; unknown or invalid ones are left
+        out. Not audited here: the caller audits the act the batch serves."""
+        digests: dict[str, str] = {}
+        for value in values:
+            try:
+                digests[self.keyring.blind_index(kind.value, normalize_identity(kind, value))] = (
+                    value
+                )
+            except IdentityInvalid:
+                continue
+        with self.sessions() as session:
+            rows = session.execute(
+                select(Identity.digest, Identity.subject_id).where(
+                    Identity.kind == kind.value, Identity.digest.in_(list(digests))
+                )
+            )
+            return {digests[digest]: subject_id for digest, subject_id in rows}
+
     # --- shared -------------------------------------------------------------------------------
 
     def _policy(self) -> tuple[PublishedVersion, LoadedPolicy]:
@@ -721,3 +740,12 @@ def _deleted(session: Session, statement: Delete) -> int:
 def _aad(row: PersonalValue, *, redacted: bool = False) -> bytes:
     field = f"{row.field}#redacted" if redacted else row.field
     return value_aad(row.subject_id, row.collection_point, row.category, field, row.version)
+
+
+def live_subjects(session: Session, subject_ids: Sequence[str]) -> set[str]:
+    """Those of `subject_ids` that exist and were not erased."""
+    return set(
+        session.scalars(
+            select(Subject.id).where(Subject.id.in_(subject_ids), Subject.shredded_at.is_(None))
+        )
+    )

@@ -156,3 +156,37 @@ def test_an_erased_subject_can_give_no_consent(
         ledger.record(
             [choose(subject, "marketing.communications.email", Action.GRANT)], actor="tests"
         )
+
+
+def test_an_audience_keeps_only_the_people_a_purpose_allows_in_the_order_given(
+    runtime: Runtime, ledger: ConsentLedger, subject: str
+) -> None:
+    vault = Vault(runtime.sessions, runtime.keyring, PersonalDataScanner())
+    people = [subject] + [
+        r.subject_id
+        for r in vault.collect(
+            [
+                Submission("newsletter", {"email": f"a{i}@example.com"}, Source.WEB_FORM)
+                for i in range(4)
+            ],
+            actor="tests",
+            batch=True,
+        )
+    ]
+    email = "marketing.communications.email"
+    ledger.record([choose(people[i], email, Action.GRANT) for i in (0, 2, 3)], actor="tests")
+    ledger.record([choose(people[3], email, Action.WITHDRAW)], actor="tests")
+    vault.shred(people[2], actor="tests", reason="x")
+    unknown = "00000000-0000-4000-8000-000000000000"
+    asked = [people[4], unknown, *people]
+    assert list(ledger.audience(email, ["user.contact.email"], asked, actor="tests", batch=2)) == [
+        people[0]
+    ]
+    # An opt-out purpose keeps everyone who has not opted out.
+    ads = "personalize.content"
+    ledger.record([choose(people[1], ads, Action.WITHDRAW)], actor="tests")
+    kept = list(
+        ledger.audience(ads, ["user.behavior.browsing_history"], asked, actor="tests", batch=2)
+    )
+    assert kept == [people[4], people[0], people[3], people[4]]  # order and repeats as asked
+    assert entries_for(runtime.sessions, people[0])[-1].action != "audience"  # one entry per call

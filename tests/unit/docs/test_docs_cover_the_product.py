@@ -9,8 +9,9 @@ import typer.main
 from fastapi.routing import APIRoute
 
 from pledge.cli import app as cli_app
-from pledge.policy import api_routes, page_routes
 from pledge.consent import api_routes as consent_routes
+from pledge.consent import page_routes as consent_pages
+from pledge.policy import api_routes, page_routes
 from pledge.vault import api_routes as vault_routes
 
 DOCS = Path(__file__).resolve().parents[3] / "docs"
@@ -18,7 +19,7 @@ README = DOCS.parent / "README.md"
 
 ROUTES = sorted(
     (method, route.path)
-    for router in (api_routes, page_routes, vault_routes, consent_routes)
+    for router in (api_routes, page_routes, vault_routes, consent_routes, consent_pages)
     for route in router.routes
     if isinstance(route, APIRoute)
     for method in route.methods
