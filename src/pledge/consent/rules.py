@@ -259,21 +259,22 @@ class DecisionTable:
 
 def audience_filter(
     table: DecisionTable, purpose: str, categories: Iterable[str], *, now: dt.datetime
-) -> Callable[[Choice | None], bool]:
+) -> Callable[[tuple[bool, dt.datetime | None] | None], bool]:
     """The decision of `table.decide` for one purpose and categories, reduced to a predicate on
-    a person's choice: the policy's part is settled once, so millions of people are fast."""
+    a person's choice given as `(granted, expires_at)` or None: the policy's part is settled
+    once, so millions of people are fast."""
     probe_allowed = table.decide(purpose, categories, {}, now=now).allowed
     rule = table.rules.get(purpose)
     if rule is None or (set(categories) - rule.categories):
         return lambda _choice: False
 
-    def allowed(choice: Choice | None) -> bool:
-        if choice is not None and choice.expires_at is not None and choice.expires_at <= now:
+    def allowed(choice: tuple[bool, dt.datetime | None] | None) -> bool:
+        if choice is not None and choice[1] is not None and choice[1] <= now:
             choice = None
         if rule.basis is LegalBasis.CONSENT:
-            return choice is not None and choice.granted
+            return choice is not None and choice[0]
         if rule.basis is LegalBasis.OPT_OUT:
-            return choice is None or choice.granted
+            return choice is None or choice[0]
         return probe_allowed
 
     return allowed

@@ -26,7 +26,14 @@ from pledge.consent.rules import (
 from pledge.consent.tables import ConsentChoice, ConsentEventRow, ConsentHead
 from pledge.policy import LoadedPolicy, current_version
 from pledge.policy.document import LegalBasis
-from pledge.vault import NoPolicyInForce, UnknownPurpose, check_live_subject, live_subjects
+from pledge.vault import (
+    NoPolicyInForce,
+    UnknownPurpose,
+    all_live_subjects,
+    check_live_subject,
+    erased_subjects,
+    live_subjects,
+)
 
 HEAD_ID = 1
 
@@ -236,31 +243,41 @@ class ConsentLedger:
     ) -> Iterator[str]:
         """The subjects among `subject_ids` whose data in `categories` may be used for
         `purpose`, in the order given; erased and unknown subjects are left out. One audit
-        entry records the whole call once the audience has been read to its end."""
+        entry records the whole call once the audience has been read to its end.
+
+        The policy's part of the decision is settled once. Then, for a consent purpose, one
+        indexed scan finds the live grantees; otherwise the few opt-outs are read, and whether
+        each person exists is checked in batches (or, for a large audience, all at once).
+        """
         now = now or dt.datetime.now(dt.UTC)
         policy = self._policy()
         if purpose not in policy.document.purposes:
             raise UnknownPurpose(purpose)
         allowed = audience_filter(self._table(policy), purpose, categories, now=now)
-        asked = kept = 0
-        for chunk in _chunks(subject_ids, batch):
-            asked += len(chunk)
-            with self.sessions() as session:
-                live = live_subjects(session, chunk)
-                choices = {
-                    row.subject_id: Choice(
-                        row.granted,
-                        row.seq,
-                        _utc(row.at),
-                        Method(row.method),
-                        _utc(row.expires_at) if row.expires_at else None,
-                    )
-                    for row in session.scalars(
-                        select(ConsentChoice).where(
-                            ConsentChoice.purpose == purpose, ConsentChoice.subject_id.in_(chunk)
-                        )
-                    )
-                }
+        asked = list(subject_ids)
+        with self.sessions() as session:
+            erased = erased_subjects(session)
+            choices = {
+                subject_id: (granted, _utc(expires) if expires else None)
+                for subject_id, granted, expires in session.execute(
+                    select(
+                        ConsentChoice.subject_id, ConsentChoice.granted, ConsentChoice.expires_at
+                    ).where(ConsentChoice.purpose == purpose)
+                )
+            }
+            needs_consent = policy.document.purposes[purpose].legal_basis is LegalBasis.CONSENT
+            known: set[str] | None = None
+            if not needs_consent and len(asked) > 100_000:
+                known = all_live_subjects(session)
+        kept = 0
+        for chunk in _chunks(asked, batch):
+            if needs_consent:
+                live = {s for s in chunk if s in choices and s not in erased}
+            elif known is not None:
+                live = {s for s in chunk if s in known}
+            else:
+                with self.sessions() as session:
+                    live = live_subjects(session, chunk)
             for subject_id in chunk:
                 if subject_id in live and allowed(choices.get(subject_id)):
                     kept += 1
@@ -274,7 +291,7 @@ class ConsentLedger:
                         "audience",
                         None,
                         purpose,
-                        {"categories": sorted(categories), "asked": asked, "allowed": kept},
+                        {"categories": sorted(categories), "asked": len(asked), "allowed": kept},
                     )
                 ],
             )

@@ -22,7 +22,9 @@ from pledge.vault.service import (
     UnknownPurpose,
     ValueNotFound,
     Vault,
+    all_live_subjects,
     check_live_subject,
+    erased_subjects,
     live_subjects,
 )
 
@@ -46,7 +48,9 @@ __all__ = [
     "UnknownPurpose",
     "ValueNotFound",
     "Vault",
+    "all_live_subjects",
     "api_routes",
     "check_live_subject",
+    "erased_subjects",
     "live_subjects",
 ]

@@ -749,3 +749,13 @@ def live_subjects(session: Session, subject_ids: Sequence[str]) -> set[str]:
             select(Subject.id).where(Subject.id.in_(subject_ids), Subject.shredded_at.is_(None))
         )
     )
+
+
+def erased_subjects(session: Session) -> set[str]:
+    """Every erased subject's ID."""
+    return set(session.scalars(select(Subject.id).where(Subject.shredded_at.is_not(None))))
+
+
+def all_live_subjects(session: Session) -> set[str]:
+    """Every live subject's ID (for filters over a large share of all subjects)."""
+    return set(session.scalars(select(Subject.id).where(Subject.shredded_at.is_(None))))
