@@ -183,9 +183,8 @@ def read_choices(
     caller: Annotated[Caller, Depends(require_scope("consent:read"))],
 ) -> ConsentOut:
     """The current choice per purpose and the full history of events."""
-    _ = caller
-    choices = ledger.choices(subject_id)
-    history = ledger.history(subject_id)
+    with _answers_for_consent_errors():
+        choices, history = ledger.consent_record(subject_id, actor=caller.actor)
     return ConsentOut(
         subject_id=subject_id,
         choices=[
@@ -216,9 +215,9 @@ def decide(
 ) -> DecisionOut:
     """Allowed or not, with every reason: the policy, the person's choices, and Global Privacy
     Control. A request passing on `Sec-GPC: 1` records the person's opt-out of sale and sharing."""
-    gpc = sec_gpc == "1"
     with _answers_for_consent_errors():
-        if gpc:
+        honored = sec_gpc == "1" and ledger.gpc_is_honored()
+        if honored:
             ledger.honor_gpc(body.subject_id, source="Sec-GPC header", actor=caller.actor)
         decision = ledger.decide(
             body.subject_id,
@@ -226,9 +225,11 @@ def decide(
             body.categories,
             actor=caller.actor,
             recipient=body.recipient,
-            gpc=gpc,
+            gpc=honored,
         )
-    return DecisionOut(allowed=decision.allowed, reasons=list(decision.reasons), gpc_honored=gpc)
+    return DecisionOut(
+        allowed=decision.allowed, reasons=list(decision.reasons), gpc_honored=honored
+    )
 
 
 AUDIENCE_MAX_BYTES = 64 * 1024 * 1024

@@ -25,7 +25,7 @@ from pledge.consent.rules import (
 )
 from pledge.consent.tables import ConsentChoice, ConsentEventRow, ConsentHead
 from pledge.policy import LoadedPolicy, current_version
-from pledge.policy.document import LegalBasis
+from pledge.policy.document import GpcAnswer, LegalBasis
 from pledge.vault import (
     NoPolicyInForce,
     UnknownPurpose,
@@ -168,6 +168,20 @@ class ConsentLedger:
             )
         )
 
+    def consent_record(
+        self, subject_id: str, *, actor: str
+    ) -> tuple[dict[str, Choice], list[ConsentEvent]]:
+        """The subject's current choices and full history, for a reader; checked and audited."""
+        with self.sessions() as session, session.begin():
+            check_live_subject(session, subject_id)
+            record_many(session, [Act(actor, "consent.read", subject_id, None, {})])
+            return _choices(session, subject_id), self._events(session, subject_id)
+
+    def gpc_is_honored(self) -> bool:
+        """Whether the policy in force answers Global Privacy Control with an opt-out."""
+        signal = self._policy().document.signals.global_privacy_control
+        return signal is GpcAnswer.OPT_OUT_OF_SALE_AND_SHARING
+
     def choices(self, subject_id: str) -> dict[str, Choice]:
         """The subject's current choice per purpose (from the state the ledger keeps)."""
         with self.sessions() as session:
@@ -255,6 +269,21 @@ class ConsentLedger:
             raise UnknownPurpose(purpose)
         allowed = audience_filter(self._table(policy), purpose, categories, now=now)
         asked = list(subject_ids)
+        # Audited when asked, before anything is streamed: a client that stops reading half
+        # way still leaves its trace.
+        with self.sessions() as session, session.begin():
+            record_many(
+                session,
+                [
+                    Act(
+                        actor,
+                        "audience",
+                        None,
+                        purpose,
+                        {"categories": sorted(categories), "asked": len(asked)},
+                    )
+                ],
+            )
         with self.sessions() as session:
             erased = erased_subjects(session)
             choices = {
@@ -269,7 +298,6 @@ class ConsentLedger:
             known: set[str] | None = None
             if not needs_consent and len(asked) > 100_000:
                 known = all_live_subjects(session)
-        kept = 0
         for chunk in _chunks(asked, batch):
             if needs_consent:
                 live = {s for s in chunk if s in choices and s not in erased}
@@ -280,27 +308,23 @@ class ConsentLedger:
                     live = live_subjects(session, chunk)
             for subject_id in chunk:
                 if subject_id in live and allowed(choices.get(subject_id)):
-                    kept += 1
                     yield subject_id
-        with self.sessions() as session, session.begin():
-            record_many(
-                session,
-                [
-                    Act(
-                        actor,
-                        "audience",
-                        None,
-                        purpose,
-                        {"categories": sorted(categories), "asked": len(asked), "allowed": kept},
-                    )
-                ],
-            )
 
     def honor_gpc(self, subject_id: str, *, source: str, actor: str) -> list[int]:
         """Record the Global Privacy Control signal: an opt-out of every sale or sharing purpose
         the person has not already opted out of."""
         policy = self._policy()
-        current = self.choices(subject_id)
+        if (
+            policy.document.signals.global_privacy_control
+            is not GpcAnswer.OPT_OUT_OF_SALE_AND_SHARING
+        ):
+            return []
+        now = dt.datetime.now(dt.UTC)
+        current = {
+            purpose: choice
+            for purpose, choice in self.choices(subject_id).items()
+            if choice.expires_at is None or choice.expires_at > now
+        }
         to_withdraw = [
             key
             for key, purpose in policy.document.purposes.items()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+import yaml
 from sqlalchemy import update
 
 from pledge.audit import entries_for
@@ -17,9 +18,16 @@ from pledge.consent import (
     RepromptBlocked,
 )
 from pledge.consent.tables import ConsentEventRow
-from pledge.policy import load_policy_file, publish_policy
+from pledge.policy import load_policy_file, load_policy_text, publish_policy
 from pledge.runtime import Runtime
-from pledge.vault import PersonalDataScanner, Source, SubjectErased, Submission, Vault
+from pledge.vault import (
+    PersonalDataScanner,
+    Source,
+    SubjectErased,
+    SubjectNotFound,
+    Submission,
+    Vault,
+)
 from tests.conftest import REFERENCE_POLICY
 
 NOTICE = "c" * 64
@@ -190,3 +198,38 @@ def test_an_audience_keeps_only_the_people_a_purpose_allows_in_the_order_given(
     )
     assert kept == [people[4], people[0], people[3], people[4]]  # order and repeats as asked
     assert entries_for(runtime.sessions, people[0])[-1].action != "audience"  # one entry per call
+
+
+def test_gpc_records_nothing_when_the_policy_does_not_honor_it(
+    runtime: Runtime, ledger: ConsentLedger, subject: str
+) -> None:
+    raw = yaml.safe_load(REFERENCE_POLICY.read_text())
+    for purpose in raw["purposes"].values():
+        purpose["sale"] = purpose["sharing"] = False
+    raw["signals"]["global_privacy_control"] = "not_honored"
+    raw["version"] = "2026.11-no-gpc"
+    publish_policy(runtime.sessions, load_policy_text(yaml.safe_dump(raw)), published_by="tests")
+    assert not ledger.gpc_is_honored()
+    assert ledger.honor_gpc(subject, source="Sec-GPC header", actor="tests") == []
+
+
+def test_an_expired_withdrawal_does_not_stop_gpc_from_opting_out_again(
+    ledger: ConsentLedger, subject: str
+) -> None:
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
+    ledger.record(
+        [choose(subject, SHARING, Action.WITHDRAW, expires_at=past + dt.timedelta(days=1))],
+        actor="tests",
+        now=past,
+    )
+    ledger.honor_gpc(subject, source="Sec-GPC header", actor="tests")
+    assert ledger.choices(subject)[SHARING].method is Method.GPC
+
+
+def test_reading_a_consent_record_is_audited_and_checks_the_subject(
+    runtime: Runtime, ledger: ConsentLedger, subject: str
+) -> None:
+    ledger.consent_record(subject, actor="apikey:3:crm")
+    assert entries_for(runtime.sessions, subject)[-1].action == "consent.read"
+    with pytest.raises(SubjectNotFound):
+        ledger.consent_record("00000000-0000-4000-8000-000000000000", actor="tests")
