@@ -1,16 +1,28 @@
 """The audit log: hash-chained, append-only, holding identifiers and never personal values."""
 
 from pledge.audit.rules import ChainBreak
-from pledge.audit.service import Act, chain_head, entries_for, record, record_many, verify_chain
-from pledge.audit.tables import AuditEntry
+from pledge.audit.service import (
+    Act,
+    advance_chain,
+    chain_head,
+    entries_for,
+    record,
+    record_many,
+    reserve_chain,
+    verify_chain,
+)
+from pledge.audit.tables import AuditEntry, ChainHeadColumns
 
 __all__ = [
     "Act",
     "AuditEntry",
     "ChainBreak",
+    "ChainHeadColumns",
+    "advance_chain",
     "chain_head",
     "entries_for",
     "record",
     "record_many",
+    "reserve_chain",
     "verify_chain",
 ]

@@ -11,7 +11,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from pledge.audit.rules import ChainBreak, ChainLink, canonical_details, entry_hash, find_break
-from pledge.audit.tables import AuditEntry, AuditHead
+from pledge.audit.tables import AuditEntry, AuditHead, ChainHeadColumns
 
 HEAD_ID = 1
 
@@ -52,14 +52,7 @@ def record_many(
     """
     if not acts:
         return []
-    bumped = session.execute(
-        update(AuditHead)
-        .where(AuditHead.id == HEAD_ID)
-        .values(seq=AuditHead.seq + len(acts))
-        .returning(AuditHead.seq, AuditHead.hash)
-    ).one()
-    # Under the lock taken above, the head still holds the hash of the entry before ours.
-    first_seq, prev_hash = bumped.seq - len(acts) + 1, bumped.hash
+    first_seq, prev_hash = reserve_chain(session, AuditHead, len(acts))
     at = now or dt.datetime.now(dt.UTC)
     rows = []
     for offset, act in enumerate(acts):
@@ -76,8 +69,30 @@ def record_many(
         prev_hash = entry_hash(link)
         rows.append({**link.__dict__, "hash": prev_hash})
     session.execute(insert(AuditEntry), rows)
-    session.execute(update(AuditHead).where(AuditHead.id == HEAD_ID).values(hash=prev_hash))
+    advance_chain(session, AuditHead, prev_hash)
     return [row["seq"] for row in rows]
+
+
+def reserve_chain(session: Session, head: type[ChainHeadColumns], count: int) -> tuple[int, str]:
+    """Lock a chain's head row and reserve `count` sequence numbers, in `session`'s transaction.
+
+    Returns the first reserved number and the hash the first new link must point to. The row
+    stays locked until the transaction ends, so concurrent appenders queue up and the chain
+    never forks; finish with `advance_chain`.
+    """
+    bumped = session.execute(
+        update(head)
+        .where(head.id == HEAD_ID)
+        .values(seq=head.seq + count)
+        .returning(head.seq, head.hash)
+    ).one()
+    # Under the lock just taken, the head still holds the hash of the link before ours.
+    return bumped.seq - count + 1, bumped.hash
+
+
+def advance_chain(session: Session, head: type[ChainHeadColumns], last_hash: str) -> None:
+    """Record the hash of the last link appended after `reserve_chain`."""
+    session.execute(update(head).where(head.id == HEAD_ID).values(hash=last_hash))
 
 
 def chain_head(sessions: sessionmaker[Session]) -> tuple[int, str]:

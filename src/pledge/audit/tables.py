@@ -29,12 +29,16 @@ class AuditEntry(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
-class AuditHead(Base):
-    """The chain's head: the last sequence number and hash. Appending locks this one row, so
-    appends from any number of processes form one chain."""
-
-    __tablename__ = "audit_head"
+class ChainHeadColumns:
+    """The columns of a hash chain's head row: the last sequence number and hash. Appending
+    locks this one row, so appends from any number of processes form one chain."""
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(ChainHeadColumns, Base):
+    """The audit chain's head."""
+
+    __tablename__ = "audit_head"

@@ -6,10 +6,10 @@ import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from pledge.audit import Act, record_many
+from pledge.audit import Act, advance_chain, record_many, reserve_chain
 from pledge.consent.rules import (
     Action,
     Choice,
@@ -34,8 +34,6 @@ from pledge.vault import (
     erased_subjects,
     live_subjects,
 )
-
-HEAD_ID = 1
 
 
 class ConsentRefused(ValueError):
@@ -131,13 +129,7 @@ class ConsentLedger:
         )
 
     def _append(self, session: Session, events: list[ConsentEvent]) -> list[int]:
-        bumped = session.execute(
-            update(ConsentHead)
-            .where(ConsentHead.id == HEAD_ID)
-            .values(seq=ConsentHead.seq + len(events))
-            .returning(ConsentHead.seq, ConsentHead.hash)
-        ).one()
-        seq, prev = bumped.seq - len(events) + 1, bumped.hash
+        seq, prev = reserve_chain(session, ConsentHead, len(events))
         rows, seqs = [], []
         for offset, event in enumerate(events):
             numbered = ConsentEvent(**{**event.__dict__, "seq": seq + offset})
@@ -147,7 +139,7 @@ class ConsentLedger:
             self._remember(session, numbered)
             prev = digest
         session.execute(insert(ConsentEventRow), rows)
-        session.execute(update(ConsentHead).where(ConsentHead.id == HEAD_ID).values(hash=prev))
+        advance_chain(session, ConsentHead, prev)
         return seqs
 
     def _remember(self, session: Session, event: ConsentEvent) -> None:

@@ -7,6 +7,7 @@ import datetime as dt
 from sqlalchemy import BigInteger, Boolean, DateTime, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from pledge.audit import ChainHeadColumns
 from pledge.db import Base
 
 BigId = BigInteger().with_variant(Integer, "sqlite")
@@ -32,14 +33,10 @@ class ConsentEventRow(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
-class ConsentHead(Base):
+class ConsentHead(ChainHeadColumns, Base):
     """The ledger's head; appending locks this row, so the chain never forks."""
 
     __tablename__ = "consent_head"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    seq: Mapped[int] = mapped_column(BigId)
-    hash: Mapped[str] = mapped_column(String(64))
 
 
 class ConsentChoice(Base):
