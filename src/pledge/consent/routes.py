@@ -15,14 +15,7 @@ from pledge.apikeys import Caller, require_scope
 from pledge.consent.rules import Action, Method
 from pledge.consent.service import ChoiceToRecord, ConsentLedger, ConsentRefused, RepromptBlocked
 from pledge.policy.document import GpcAnswer
-from pledge.vault import (
-    IdentityKind,
-    NoPolicyInForce,
-    SubjectErased,
-    SubjectNotFound,
-    UnknownPurpose,
-    Vault,
-)
+from pledge.vault import IdentityKind, UnknownPurpose, Vault, answers_for_vault_errors
 
 api = APIRouter(prefix="/v1", tags=["consent"])
 
@@ -123,34 +116,23 @@ GpcHeader = Annotated[
 
 @contextmanager
 def _answers_for_consent_errors() -> Iterator[None]:
-    try:
-        yield
-    except UnknownPurpose as unknown:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=[
-                {
-                    "loc": ["body", "purpose"],
-                    "msg": f"'{unknown}' is not a purpose of the policy in force",
-                    "type": "policy",
-                }
-            ],
-        ) from None
-    except ConsentRefused as refused:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=[{"loc": ["body", "purpose"], "msg": str(refused), "type": "policy"}],
-        ) from None
-    except RepromptBlocked as blocked:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(blocked)) from None
-    except SubjectNotFound:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no subject has this ID") from None
-    except SubjectErased:
-        raise HTTPException(status.HTTP_410_GONE, detail="this subject was erased") from None
-    except NoPolicyInForce:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, detail="no policy version is in force"
-        ) from None
+    """Consent's own refusals; the ones it shares with the vault get the vault's answers."""
+    with answers_for_vault_errors():
+        try:
+            yield
+        except UnknownPurpose as unknown:
+            msg = f"'{unknown}' is not a purpose of the policy in force"
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                detail=[{"loc": ["body", "purpose"], "msg": msg, "type": "policy"}],
+            ) from None
+        except ConsentRefused as refused:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                detail=[{"loc": ["body", "purpose"], "msg": str(refused), "type": "policy"}],
+            ) from None
+        except RepromptBlocked as blocked:
+            raise HTTPException(status.HTTP_409_CONFLICT, detail=str(blocked)) from None
 
 
 @api.post(

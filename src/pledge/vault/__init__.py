@@ -1,6 +1,7 @@
 """The vault: subjects and their personal data, sealed, provenance-tracked and purpose-bound."""
 
 from pledge.vault.redaction import PersonalDataScanner, Redaction
+from pledge.vault.routes import answers_for_vault_errors
 from pledge.vault.routes import api as api_routes
 from pledge.vault.rules import (
     MAX_BATCH,
@@ -49,6 +50,7 @@ __all__ = [
     "ValueNotFound",
     "Vault",
     "all_live_subjects",
+    "answers_for_vault_errors",
     "api_routes",
     "check_live_subject",
     "erased_subjects",

@@ -181,8 +181,9 @@ PurposeQuery = Annotated[
 
 
 @contextmanager
-def _answers_for_vault_errors(purpose: str | None = None) -> Iterator[None]:
-    """Turn the vault's refusals into the HTTP answers docs/api.md lists."""
+def answers_for_vault_errors(purpose: str | None = None) -> Iterator[None]:
+    """Turn the vault's refusals into the HTTP answers docs/api.md lists (also used by the
+    packages built on the vault, for the refusals they share with it)."""
     try:
         yield
     except UnknownPurpose:
@@ -225,7 +226,7 @@ def collect(
     Unknown collection points or fields, and missing required fields, give 422 naming them;
     nothing is stored on any error.
     """
-    with _answers_for_vault_errors():
+    with answers_for_vault_errors():
         (result,) = vault.collect([body.submission()], actor=caller.actor)
     return CollectOut(**result.__dict__)
 
@@ -240,7 +241,7 @@ def collect_batch(
     body: BatchIn, vault: VaultDep, caller: Annotated[Caller, Depends(require_scope("collect"))]
 ) -> BatchOut:
     """Store up to 1,000 submissions in one transaction: all of them, or none."""
-    with _answers_for_vault_errors():
+    with answers_for_vault_errors():
         results = vault.collect(
             [item.submission() for item in body.items], actor=caller.actor, batch=True
         )
@@ -260,7 +261,7 @@ def read_subject_data(
 ) -> SubjectDataOut:
     """Only the categories the policy lets `purpose` use; every read is audited with its purpose."""
     check_scope(caller, f"read:{purpose}")
-    with _answers_for_vault_errors(purpose):
+    with answers_for_vault_errors(purpose):
         data = vault.read(subject_id, purpose, actor=caller.actor)
     return SubjectDataOut(
         subject_id=data.subject_id,
@@ -291,7 +292,7 @@ def correct_value(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             detail=[{"loc": ["body", "entered_by"], "msg": message, "type": "policy"}],
         )
-    with _answers_for_vault_errors():
+    with answers_for_vault_errors():
         new_id = vault.correct(
             subject_id,
             value_id,
@@ -318,7 +319,7 @@ def erase_subject(
     ],
 ) -> ErasedOut:
     """Destroy the subject's data key, then its identities and values. Cannot be undone."""
-    with _answers_for_vault_errors():
+    with answers_for_vault_errors():
         erased_now = vault.shred(subject_id, actor=caller.actor, reason=reason)
     return ErasedOut(subject_id=subject_id, erased=True, already_erased=not erased_now)
 
@@ -328,7 +329,7 @@ def resolve_subject(
     body: ResolveIn, vault: VaultDep, caller: Annotated[Caller, Depends(require_scope("resolve"))]
 ) -> ResolveOut:
     """The subject an e-mail, phone, social account or device belongs to; 404 if none."""
-    with _answers_for_vault_errors():
+    with answers_for_vault_errors():
         subject_id = vault.resolve(body.kind, body.value, actor=caller.actor)
     if subject_id is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no subject has this identity")
@@ -357,7 +358,7 @@ def value_history(
 ) -> HistoryOut:
     """The value as first collected and each correction since, if `purpose` may use its category."""
     check_scope(caller, f"read:{purpose}")
-    with _answers_for_vault_errors(purpose):
+    with answers_for_vault_errors(purpose):
         versions = vault.history(subject_id, value_id, purpose, actor=caller.actor)
     return HistoryOut(
         subject_id=subject_id, purpose=purpose, versions=[ValueOut(**v.__dict__) for v in versions]
