@@ -98,6 +98,8 @@ def bench_settings(workdir: Path, database_url: str | None, keystore_url: str | 
         database_url=database_url or f"sqlite:///{workdir / 'bench.db'}",
         keystore_url=keystore_url or f"sqlite:///{workdir / 'bench-keys.db'}",
         master_key_file=workdir / "bench-master.key",
+        public_url="https://privacy.bench.example",
+        jobs_url=f"sqlite:///{workdir / 'bench-jobs.db'}",
         log_level="WARNING",
     )
 
@@ -110,8 +112,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(settings: Settings) -> Iterator[str]:
-    """`pledge serve` in a process of its own, on `settings`; yields its base URL."""
+def server(settings: Settings, *options: str) -> Iterator[str]:
+    """`pledge serve [options]` in a process of its own, on `settings`; yields its base URL."""
     port = free_port()
     env = {
         **os.environ,
@@ -120,27 +122,33 @@ def server(settings: Settings) -> Iterator[str]:
         "PLEDGE_DATABASE_URL": settings.database_url,
         "PLEDGE_KEYSTORE_URL": settings.keystore_url,
         "PLEDGE_MASTER_KEY_FILE": str(settings.master_key_file),
+        "PLEDGE_PUBLIC_URL": settings.public_url,
+        "PLEDGE_JOBS_URL": settings.jobs_url,
         "PLEDGE_LOG_LEVEL": "WARNING",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pledge.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pledge.cli", "serve", "--port", str(port), *options],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if process.poll() is not None:
+                    errors.seek(0)
+                    raise RuntimeError(f"pledge serve stopped: {errors.read().decode()[-2000:]}")
+                try:
+                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.2)
+            yield base
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
 
 
 def prepared(settings: Settings, *scopes: str) -> str:

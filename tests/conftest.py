@@ -7,26 +7,36 @@ absent the PostgreSQL runs are skipped with a message on a laptop, and fail unde
 
 from __future__ import annotations
 
+import dataclasses
+import email.policy
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
+from email.message import EmailMessage
+from email.parser import BytesParser
 from pathlib import Path
+from typing import Any
 
+import hypothesis
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pledge.apikeys import create_api_key
+from pledge.app import Services, build_services, create_app
 from pledge.config import Environment, Settings
 from pledge.db import create_database_engine
 from pledge.keyring import Keyring, LocalKeyFile
 from pledge.keyring.tables import KeystoreBase
 from pledge.migrations import upgrade_database
+from pledge.policy import load_policy_file, publish_policy
 from pledge.runtime import Runtime
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,6 +48,11 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 KEYS_DIR = Path(tempfile.mkdtemp(prefix="pledge-test-keys-"))
 """Master-key files of the test run: never in the working tree."""
 BACKENDS = ("sqlite", "postgresql")
+
+# Hypothesis's per-example deadline measures the machine's load, not Pledge: two cores shared
+# with databases and browsers make a 200 ms deadline fail at random.
+hypothesis.settings.register_profile("pledge", deadline=None)
+hypothesis.settings.load_profile("pledge")
 
 
 def _postgresql_admin() -> Engine:
@@ -152,6 +167,8 @@ def test_settings(database_url: str, **overrides: object) -> Settings:
         "secret_key": "test-secret-key-not-a-placeholder",
         "policy_file": REFERENCE_POLICY,
         "public_url": "https://privacy.example.test",
+        # A queue file of its own: no test runs (or loses) another test's jobs.
+        "jobs_url": f"sqlite:///{KEYS_DIR / f'jobs-{uuid.uuid4().hex}.db'}",
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
@@ -213,3 +230,88 @@ def session(runtime: Runtime) -> Iterator[Session]:
     """A session inside the test's rolled-back transaction."""
     with runtime.sessions() as s:
         yield s
+
+
+REDIS_URL = os.environ.get("PLEDGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The Redis server for the production job queue (skipped on a laptop without one, a
+    failure under CI=true)."""
+    import redis  # noqa: PLC0415 - only the tests that use Redis need it
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        message = f"Redis is not reachable at {REDIS_URL}: {error}"
+        if IN_CI:
+            pytest.fail(f"{message} (CI=true: a missing server is a failure)", pytrace=False)
+        pytest.skip(f"{message} (set PLEDGE_TEST_REDIS_URL to run these tests)")
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+class SmtpInbox:
+    """What a real SMTP server (aiosmtpd) on a free local port received."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.envelopes: list[tuple[str, list[str]]] = []
+
+    async def handle_DATA(  # noqa: N802 - the name aiosmtpd calls
+        self, _server: object, _session: object, envelope: Any
+    ) -> str:
+        parsed = BytesParser(policy=email.policy.default).parsebytes(envelope.original_content)
+        self.messages.append(parsed)
+        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def smtp_inbox() -> Iterator[tuple[SmtpInbox, int]]:
+    """A real SMTP server for the test; its inbox and port."""
+    from aiosmtpd.controller import Controller  # noqa: PLC0415
+
+    inbox = SmtpInbox()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield inbox, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def inbox(smtp_inbox: tuple[SmtpInbox, int]) -> SmtpInbox:
+    """The test SMTP server's inbox."""
+    return smtp_inbox[0]
+
+
+@pytest.fixture
+def mail_runtime(runtime: Runtime, smtp_inbox: tuple[SmtpInbox, int]) -> Runtime:
+    """The test runtime sending mail to the test SMTP server, retrying failed jobs at once."""
+    settings = runtime.settings.model_copy(
+        update={"smtp_port": smtp_inbox[1], "jobs_first_retry_seconds": 0.0}
+    )
+    return dataclasses.replace(runtime, settings=settings)
+
+
+@pytest.fixture
+def services(mail_runtime: Runtime) -> Services:
+    """Every capability wired on `mail_runtime`, with the reference policy in force."""
+    publish_policy(mail_runtime.sessions, load_policy_file(REFERENCE_POLICY), published_by="tests")
+    return build_services(mail_runtime)
+
+
+@pytest.fixture
+def client(mail_runtime: Runtime, services: Services) -> Iterator[TestClient]:
+    """The app on `services`, reached over https (so secure cookies come back)."""
+    app = create_app(mail_runtime.settings, mail_runtime, services)
+    with TestClient(app, base_url="https://testserver") as test_client:
+        yield test_client

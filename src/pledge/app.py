@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+from dataclasses import dataclass
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from pledge import __version__
+from pledge.apikeys import KeyCache
 from pledge.config import Settings
-from pledge.consent import AUDIENCE_MAX_BYTES, ConsentLedger
+from pledge.consent import AUDIENCE_MAX_BYTES, BannerCors, ConsentLedger
 from pledge.consent import api_routes as consent_routes
+from pledge.consent import banner_routes as cookie_banner
 from pledge.consent import page_routes as consent_pages
+from pledge.jobs import JobQueue, open_transport
+from pledge.jobs import api_routes as job_routes
 from pledge.limits import BodyLimit
-from pledge.logs import AccessLog
+from pledge.logs import AccessLog, configure_logging
+from pledge.mail import Mailer
+from pledge.mail import api_routes as mail_routes
+from pledge.mail import page_routes as mail_pages
 from pledge.migrations import schema_is_current
 from pledge.policy import (
     PolicyInvalid,
@@ -23,6 +32,8 @@ from pledge.policy import (
     page_routes,
     publish_policy,
 )
+from pledge.privacy_center import PreferenceCenter
+from pledge.privacy_center import page_routes as center_pages
 from pledge.runtime import Runtime
 from pledge.vault import PersonalDataScanner, Vault
 from pledge.vault import api_routes as vault_routes
@@ -38,7 +49,53 @@ class DatabaseNotReady(RuntimeError):
     """The database schema is not at the newest migration."""
 
 
-def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
+@dataclass(frozen=True)
+class Services:
+    """The capabilities, wired together once per process (server or worker)."""
+
+    vault: Vault
+    consent: ConsentLedger
+    jobs: JobQueue
+    mailer: Mailer
+    privacy_center: PreferenceCenter
+
+
+def build_services(runtime: Runtime) -> Services:
+    """Wire the capabilities on `runtime`; the job queue is the one `PLEDGE_JOBS_URL` names."""
+    settings = runtime.settings
+    vault = Vault(runtime.sessions, runtime.keyring, _scanner)
+    consent = ConsentLedger(runtime.sessions)
+    jobs = JobQueue(
+        runtime.sessions,
+        open_transport(settings.jobs_url),
+        max_attempts=settings.jobs_max_attempts,
+        first_retry=dt.timedelta(seconds=settings.jobs_first_retry_seconds),
+        lease=dt.timedelta(seconds=settings.jobs_lease_seconds),
+    )
+    mailer = Mailer(
+        settings=settings,
+        sessions=runtime.sessions,
+        keyring=runtime.keyring,
+        vault=vault,
+        ledger=consent,
+        jobs=jobs,
+    )
+    privacy_center = PreferenceCenter(
+        sessions=runtime.sessions,
+        keyring=runtime.keyring,
+        vault=vault,
+        ledger=consent,
+        mailer=mailer,
+        secret=settings.secret_key.get_secret_value().encode(),
+    )
+    return Services(
+        vault=vault, consent=consent, jobs=jobs, mailer=mailer, privacy_center=privacy_center
+    )
+
+
+def create_app(
+    settings: Settings, runtime: Runtime | None = None, services: Services | None = None
+) -> FastAPI:
     """Build the app; raise `PolicyInvalid` or `DatabaseNotReady` instead of serving a bad state.
 
     The configured policy file is validated on every start. When no version has been published
@@ -62,14 +119,27 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         ),
     )
     app.state.runtime = runtime
-    app.state.vault = Vault(runtime.sessions, runtime.keyring, _scanner)
-    app.state.consent = ConsentLedger(runtime.sessions)
+    app.state.api_keys = KeyCache(runtime.sessions)
+    services = services or build_services(runtime)
+    app.state.services = services
+    app.state.vault = services.vault
+    app.state.consent = services.consent
+    app.state.jobs = services.jobs
+    app.state.mailer = services.mailer
+    app.state.privacy_center = services.privacy_center
     app.add_middleware(BodyLimit, larger={"/v1/audiences": AUDIENCE_MAX_BYTES})
     app.add_middleware(AccessLog)
+    if settings.banner_origins:
+        app.add_middleware(BannerCors, origins=settings.banner_origins)
     app.include_router(api_routes)
     app.include_router(vault_routes)
     app.include_router(consent_routes)
     app.include_router(consent_pages)
+    app.include_router(cookie_banner)
+    app.include_router(mail_routes)
+    app.include_router(mail_pages)
+    app.include_router(job_routes)
+    app.include_router(center_pages)
     app.include_router(page_routes)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and database check")
@@ -81,4 +151,19 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     return app
 
 
-__all__ = ["DatabaseNotReady", "PolicyInvalid", "create_app"]
+def app_from_environment() -> FastAPI:
+    """The app of one of `pledge serve --workers N`'s processes, on the settings the
+    environment gives (the command checked them, the policy and the schema before starting)."""
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
+
+
+__all__ = [
+    "DatabaseNotReady",
+    "PolicyInvalid",
+    "Services",
+    "app_from_environment",
+    "build_services",
+    "create_app",
+]

@@ -16,10 +16,11 @@ import yaml
 from pydantic import ValidationError
 
 from pledge.apikeys import InvalidScopes, create_api_key, list_api_keys, revoke_api_key
-from pledge.app import DatabaseNotReady, create_app
+from pledge.app import DatabaseNotReady, Services, build_services, create_app
 from pledge.audit import chain_head, record, verify_chain
 from pledge.config import Settings
-from pledge.demo import load_demo
+from pledge.demo import DemoMailbox, load_demo
+from pledge.jobs import JobNotFailed, JobNotFound, JobStatus
 from pledge.keyring import KeyUnavailable
 from pledge.logs import configure_logging
 from pledge.migrations import schema_is_current, upgrade_database
@@ -58,6 +59,9 @@ db_app = typer.Typer(help="Pledge's own database schema.", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys for integrating services.", no_args_is_help=True)
 keys_app = typer.Typer(help="Master keys and data keys.", no_args_is_help=True)
 audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+jobs_app = typer.Typer(
+    help="Background jobs: what waits, what failed, retries.", no_args_is_help=True
+)
 subjects_app = typer.Typer(
     help="Read, find and erase subjects (staff, audited).", no_args_is_help=True
 )
@@ -67,6 +71,7 @@ app.add_typer(apikey_app, name="apikey")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(subjects_app, name="subjects")
+app.add_typer(jobs_app, name="jobs")
 StaffOption = Annotated[
     str, typer.Option("--staff", help="The staff member acting (recorded in the audit log).")
 ]
@@ -123,19 +128,110 @@ def _load(path: Path) -> LoadedPolicy:
         raise _fail(str(invalid), code=1) from None
 
 
+WorkerOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--worker/--no-worker",
+        help="Also run background jobs in this process (default: yes with the SQLite queue).",
+    ),
+]
+
+
 @app.command()
 def serve(
     host: HostOption = "127.0.0.1",
     port: PortOption = 8000,
     migrate: Annotated[bool, typer.Option(help="Upgrade the schema first.")] = True,
+    worker: WorkerOption = None,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Server processes sharing the port.")
+    ] = 1,
 ) -> None:
     """Serve Pledge on the configured database and policy."""
     settings = _settings()
-    _run_server(settings, host, port, migrate=migrate and settings.auto_migrate)
+    _run_server(
+        settings,
+        host,
+        port,
+        migrate=migrate and settings.auto_migrate,
+        worker=worker,
+        processes=workers,
+    )
 
 
 @app.command()
-def demo(host: HostOption = "127.0.0.1", port: PortOption = 8000) -> None:
+def worker(
+    workers: Annotated[
+        int | None, typer.Option(min=1, max=64, help="Threads (default PLEDGE_JOBS_WORKERS).")
+    ] = None,
+) -> None:
+    """Run background jobs (mail, and later requests and sweeps) until stopped (Ctrl-C waits
+    for running jobs; a second Ctrl-C stops at once, and those jobs run again later)."""
+    settings = _settings()
+    configure_logging(settings.log_level)
+    runtime = _open_database(settings)
+    services = build_services(runtime)
+    count = workers or settings.jobs_workers
+    typer.echo(f"pledge worker: {count} thread(s) on {_queue_name(settings.jobs_url)}")
+    services.jobs.consumer(workers=count).run()
+
+
+def _queue_name(url: str) -> str:
+    """The queue's URL without a password."""
+    from sqlalchemy.engine import make_url  # noqa: PLC0415 - only here, for display
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@jobs_app.command("list")
+def jobs_list(
+    status: Annotated[JobStatus | None, typer.Option(help="Only jobs in this state.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+) -> None:
+    """The newest jobs with their state, attempts, next attempt and last error."""
+    with _open_database(_settings()) as runtime:
+        queue = build_services(runtime).jobs
+        counts = queue.counts()
+        typer.echo("  ".join(f"{s.value}: {n}" for s, n in counts.items()))
+        for job in queue.jobs(status=status, limit=limit):
+            typer.echo(
+                f"{job.id}  {job.kind:<16} {job.status.value:<9} "
+                f"{job.attempts}/{job.max_attempts}  next {job.run_after:%Y-%m-%d %H:%M:%S}Z  "
+                f"{job.last_error or ''}".rstrip()
+            )
+
+
+@jobs_app.command("retry")
+def jobs_retry(job_id: str) -> None:
+    """Give a failed job a new round of attempts."""
+    with _open_database(_settings()) as runtime:
+        try:
+            job = build_services(runtime).jobs.retry(job_id)
+        except JobNotFound:
+            raise _fail("pledge: no job has this ID") from None
+        except JobNotFailed as error:
+            raise _fail(f"pledge: {error}") from None
+    typer.echo(f"job {job.id} queued again ({job.max_attempts - job.attempts} more attempts)")
+
+
+@jobs_app.command("sweep")
+def jobs_sweep() -> None:
+    """Hand to the queue again the jobs it lost or whose worker died (workers do this each
+    minute on their own)."""
+    with _open_database(_settings()) as runtime:
+        count = build_services(runtime).jobs.sweep()
+    typer.echo(f"{count} job(s) handed to the queue again")
+
+
+@app.command()
+def demo(
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8000,
+    mailbox: Annotated[
+        bool,
+        typer.Option(help="Print the mail Pledge sends here, from a local SMTP server."),
+    ] = True,
+) -> None:
     """Load the reference policy and demo data into the configured database, then serve."""
 
     settings = _settings()
@@ -145,25 +241,77 @@ def demo(host: HostOption = "127.0.0.1", port: PortOption = 8000) -> None:
     typer.echo(f"demo: reference policy {summary.policy.version} {state}")
     typer.echo(f"demo: {summary.people_created} demo people collected into the vault")
     typer.echo(f"demo: API key (all scopes) for trying the API: {summary.api_key}")
-    _run_server(settings, host, port, migrate=False, runtime=runtime)
+    inbox = _demo_mailbox(settings) if mailbox else None
+    try:
+        _run_server(settings, host, port, migrate=False, runtime=runtime)
+    finally:
+        if inbox is not None:
+            inbox.stop()
+
+
+def _demo_mailbox(settings: Settings) -> DemoMailbox | None:
+    """The demo's SMTP server on PLEDGE_SMTP_HOST:PLEDGE_SMTP_PORT, if it can listen there."""
+    try:
+        inbox = DemoMailbox(settings.smtp_host, settings.smtp_port, typer.echo)
+        inbox.start()
+    except ImportError:
+        typer.echo("demo: no demo mailbox (install aiosmtpd to see the mail Pledge sends)")
+        return None
+    except (OSError, RuntimeError) as error:
+        typer.echo(f"demo: no demo mailbox on port {settings.smtp_port}: {error}")
+        return None
+    typer.echo(f"demo: mail Pledge sends is printed here (SMTP on port {settings.smtp_port})")
+    return inbox
 
 
 def _run_server(
-    settings: Settings, host: str, port: int, *, migrate: bool, runtime: Runtime | None = None
+    settings: Settings,
+    host: str,
+    port: int,
+    *,
+    migrate: bool,
+    runtime: Runtime | None = None,
+    worker: bool | None = None,
+    processes: int = 1,
 ) -> None:
 
     configure_logging(settings.log_level)
     runtime = runtime or _build_runtime(settings)
     if migrate:
         upgrade_database(runtime.engine)
+    services: Services = build_services(runtime)
     try:
-        application = create_app(settings, runtime)
+        application = create_app(settings, runtime, services)
     except PolicyInvalid as invalid:
         raise _fail(f"pledge: refusing to start: {invalid}") from None
     except DatabaseNotReady as not_ready:
         raise _fail(f"pledge: refusing to start: {not_ready}") from None
+    if worker is None:
+        worker = settings.jobs_url.startswith("sqlite")
+    consumer = services.jobs.consumer(workers=settings.jobs_workers) if worker else None
+    if consumer is not None:
+        consumer.start()
+        typer.echo(f"Background jobs run in this process ({settings.jobs_workers} threads)")
     typer.echo(f"Pledge on http://{host}:{port}  (API docs /docs, privacy policy /privacy)")
-    uvicorn.run(application, host=host, port=port, access_log=False, log_config=None)
+    try:
+        if processes == 1:
+            uvicorn.run(application, host=host, port=port, access_log=False, log_config=None)
+        else:
+            # The checks above ran once, here; each server process builds its own app (and
+            # its own database connections) from the same environment.
+            typer.echo(f"{processes} server processes")
+            uvicorn.run(
+                "pledge.app:app_from_environment",
+                factory=True,
+                workers=processes,
+                host=host,
+                port=port,
+                access_log=False,
+                log_config=None,
+            )
+    finally:
+        if consumer is not None:
+            consumer.stop(graceful=True)
 
 
 @db_app.command("upgrade")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import Self
+from typing import Annotated, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,6 +30,14 @@ class KeyProviderKind(enum.StrEnum):
 
     LOCAL = "local"
     PKCS11 = "pkcs11"
+
+
+class SmtpSecurity(enum.StrEnum):
+    """How the SMTP connection is protected."""
+
+    NONE = "none"
+    STARTTLS = "starttls"
+    TLS = "tls"
 
 
 class Settings(BaseSettings):
@@ -69,6 +77,13 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     """The address people reach Pledge at; used in generated links and in the rendered policy."""
 
+    banner_origins: list[Annotated[str, Field(pattern=r"^https?://[^/\s]+$")]] = Field(
+        default_factory=list
+    )
+    """Sites allowed to call the cookie banner's routes from their pages (CORS), each as an
+    origin such as `https://www.example.com` (no path, no trailing slash), given as a JSON list.
+    Empty (the default): only pages served by Pledge itself may."""
+
     keystore_url: str = "sqlite:///pledge-keys.db"
     """SQLAlchemy URL of the key store holding the wrapped per-subject data keys. It is a separate
     database from `PLEDGE_DATABASE_URL` on purpose: erasing a subject destroys its key here, so a
@@ -93,6 +108,55 @@ class Settings(BaseSettings):
     pkcs11_key_label: str = "pledge-master"
     """Prefix of the token's key labels: `<prefix>-<n>` master keys, `<prefix>-index` HMAC key."""
 
+    jobs_url: str = "sqlite:///pledge-jobs.db"
+    """Where background jobs are queued: `sqlite:///path` (a file, the embedded default: jobs
+    survive a restart) or `redis://host:6379/0` (production, with several `pledge worker`
+    processes). Either way each job's durable record is a row in Pledge's own database."""
+
+    jobs_workers: int = Field(default=2, ge=1, le=64)
+    """Worker threads in each `pledge worker` process."""
+
+    jobs_max_attempts: int = Field(default=8, ge=1, le=100)
+    """Attempts before a job is marked failed and left for staff
+    (`pledge jobs list --status failed`)."""
+
+    jobs_first_retry_seconds: float = Field(default=30.0, ge=0)
+    """Wait before a failed job's second attempt; each later wait doubles, up to an hour."""
+
+    jobs_lease_seconds: float = Field(default=300.0, gt=0)
+    """How long a worker may run one attempt; past it the worker is presumed dead and the job
+    runs again on another."""
+
+    smtp_host: str = "127.0.0.1"
+    """SMTP server that delivers Pledge's mail (transactional and marketing)."""
+
+    smtp_port: int = Field(default=1025, ge=1, le=65535)
+    """SMTP port: 587 with `starttls`, 465 with `tls`. The default 1025 suits a local test server
+    (`python -m aiosmtpd -n -l 127.0.0.1:1025` prints what it receives)."""
+
+    smtp_security: SmtpSecurity = SmtpSecurity.NONE
+    """`starttls`, `tls` (implicit TLS) or `none`. Outside development, `none` is accepted only
+    for a server on the same machine."""
+
+    smtp_username: str | None = None
+    """SMTP login, if the server asks for one."""
+
+    smtp_password: SecretStr | None = None
+    """SMTP password, with `PLEDGE_SMTP_USERNAME`."""
+
+    smtp_ca_file: Path | None = None
+    """CA certificates (PEM) to trust for the SMTP server, when its certificate is not signed by
+    one the system trusts."""
+
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+    """Longest wait for the SMTP server; a timeout fails the attempt, and the job retries."""
+
+    mail_from: str = "Pledge <privacy@localhost>"
+    """The From of every message Pledge sends."""
+
+    unsubscribe_link_days: int = Field(default=60, ge=30, le=3650)
+    """How long a marketing message's unsubscribe link keeps working (at least 30 days)."""
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Self:
         if self.environment is not Environment.DEVELOPMENT:
@@ -107,6 +171,22 @@ class Settings(BaseSettings):
             raise ValueError(
                 "PLEDGE_KEYSTORE_URL must name another database than PLEDGE_DATABASE_URL: "
                 "erasure relies on keys never being in a copy of the main database"
+            )
+        if (
+            self.environment is not Environment.DEVELOPMENT
+            and self.smtp_security is SmtpSecurity.NONE
+            and self.smtp_host not in {"127.0.0.1", "::1", "localhost"}
+        ):
+            raise ValueError(
+                "PLEDGE_SMTP_SECURITY=none sends mail in clear text: outside development it is "
+                "accepted only for an SMTP server on this machine; use starttls or tls"
+            )
+        if self.environment is Environment.PRODUCTION and not self.public_url.startswith(
+            "https://"
+        ):
+            raise ValueError(
+                "PLEDGE_PUBLIC_URL must be an https:// address in production: unsubscribe and "
+                "privacy-center links are built from it"
             )
         if self.key_provider is KeyProviderKind.PKCS11 and not (
             self.pkcs11_library and self.pkcs11_token_label and self.pkcs11_pin

@@ -3,7 +3,12 @@ and an API key to try the API with. Every value goes through the same services a
 
 from __future__ import annotations
 
+import email.policy
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from email.parser import BytesParser
+from typing import Any
 
 from pledge.apikeys import FIXED_SCOPES, create_api_key, list_api_keys, revoke_api_key
 from pledge.config import REFERENCE_POLICY
@@ -161,3 +166,44 @@ def load_demo(runtime: Runtime) -> DemoSummary:
         created_by=DEMO_ACTOR,
     )
     return DemoSummary(outcome.version, outcome.created, created, token)
+
+
+class DemoMailbox:
+    """A local SMTP server for `pledge demo` that prints what Pledge sends (codes, marketing
+    mail with its unsubscribe link) to the terminal, so the mail flows can be tried without a
+    mail server. Demo only: it prints addresses, which Pledge's logs never do."""
+
+    def __init__(self, host: str, port: int, printer: Callable[[str], None]) -> None:
+        from aiosmtpd.controller import Controller  # noqa: PLC0415 - a demo-only dependency
+
+        self._printer = printer
+        self._controller = Controller(self, hostname=host, port=port)
+        logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's own chatter
+
+    async def handle_DATA(  # noqa: N802 - the name aiosmtpd calls
+        self, _server: object, _session: object, envelope: Any
+    ) -> str:
+        message = BytesParser(policy=email.policy.default).parsebytes(envelope.original_content)
+        body = message.get_body(("plain",))
+        text = body.get_content() if body is not None else ""
+        lines = [
+            "-" * 72,
+            f"demo mailbox: to {message['To']}: {message['Subject']}",
+            *(
+                [f"List-Unsubscribe: {message['List-Unsubscribe']}"]
+                if message["List-Unsubscribe"]
+                else []
+            ),
+            text.rstrip(),
+            "-" * 72,
+        ]
+        self._printer("\n".join(lines))
+        return "250 Message accepted for delivery"
+
+    def start(self) -> None:
+        """Listen until `stop`."""
+        self._controller.start()
+
+    def stop(self) -> None:
+        """Stop listening."""
+        self._controller.stop()

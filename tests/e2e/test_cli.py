@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import httpx2 as httpx
 import pytest
@@ -201,7 +204,7 @@ def test_demo_starts_on_a_sqlite_file_in_the_working_directory_with_no_settings(
     clean_env = {k: v for k, v in os.environ.items() if not k.startswith("PLEDGE_")}
     process = subprocess.Popen(
         [*PLEDGE, "demo", "--port", str(port)],
-        env={**clean_env, "PYTHONUNBUFFERED": "1"},
+        env={**clean_env, "PYTHONUNBUFFERED": "1", "PLEDGE_SMTP_PORT": str(free_port())},
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -227,9 +230,34 @@ def test_demo_starts_on_a_sqlite_file_in_the_working_directory_with_no_settings(
         assert (tmp_path / "pledge.db").is_file()
         assert (tmp_path / "pledge-keys.db").is_file()
         assert (tmp_path / "pledge-master.key").stat().st_mode & 0o777 == 0o600
+        _the_demo_mailbox_shows_a_privacy_center_code(port, process.stdout)
     finally:
         process.terminate()
         process.communicate(timeout=10)
+
+
+def _the_demo_mailbox_shows_a_privacy_center_code(port: int, stdout: IO[str]) -> None:
+    """A newcomer follows the README: asks the privacy center for a code, reads it in the
+    demo's terminal, and sees their choices."""
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")), daemon=True)
+    reader.start()
+    base = f"http://127.0.0.1:{port}/privacy-center/preferences"
+    with httpx.Client(follow_redirects=True) as client:
+        asked = client.post(f"{base}/code", data={"email": "maya.okafor@example.com"})
+        challenge = re.search(r'name="challenge" value="([^"]+)"', asked.text)
+        assert challenge is not None, asked.text
+        deadline, code = time.monotonic() + 30, None
+        while code is None and time.monotonic() < deadline:
+            found = re.search(r"Your code is (\d{6})\.", "".join(lines))
+            code = found.group(1) if found else None
+            time.sleep(0.2)
+        assert code is not None, "the demo mailbox printed no code within 30 s"
+        verified = client.post(
+            f"{base}/verify", data={"challenge": challenge.group(1), "code": code}
+        )
+        assert verified.status_code == 200, verified.text
+        assert "Marketing e-mail and newsletters" in verified.text
 
 
 def test_the_staff_commands_work_together(runner: CliRunner) -> None:

@@ -3,9 +3,11 @@
 from pledge.apikeys.routes import authenticated, check_scope, require_scope
 from pledge.apikeys.rules import FIXED_SCOPES, allows, scope_problem
 from pledge.apikeys.service import (
+    KEY_CACHE_SECONDS,
     ApiKeyInfo,
     Caller,
     InvalidScopes,
+    KeyCache,
     authenticate,
     create_api_key,
     list_api_keys,
@@ -14,9 +16,11 @@ from pledge.apikeys.service import (
 
 __all__ = [
     "FIXED_SCOPES",
+    "KEY_CACHE_SECONDS",
     "ApiKeyInfo",
     "Caller",
     "InvalidScopes",
+    "KeyCache",
     "allows",
     "authenticate",
     "authenticated",

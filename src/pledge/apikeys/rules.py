@@ -14,6 +14,9 @@ FIXED_SCOPES = {
     "consent:write": "record a person's grant or withdrawal of consent",
     "consent:read": "read a person's consent choices and their history",
     "decide": "ask whether a use of personal data is allowed",
+    "mail:send": "send marketing e-mail (each message is checked again right before sending)",
+    "jobs:read": "see background jobs: their state, attempts and last error",
+    "jobs:write": "retry a background job that failed",
 }
 """Scopes that are not about a purpose, with what each lets a key do."""
 

@@ -7,7 +7,8 @@ import hashlib
 import hmac
 import secrets
 import string
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -95,6 +96,51 @@ def authenticate(sessions: sessionmaker[Session], token: str) -> Caller | None:
     if not hmac.compare_digest(row.secret_sha256, _digest(secret)):
         return None
     return Caller(key_id=row.id, name=row.name, scopes=frozenset(row.scopes.split()))
+
+
+KEY_CACHE_SECONDS = 1.0
+"""How long a server process trusts a key it has checked: a revocation takes effect in every
+process within this time (docs/operations.md)."""
+
+
+class KeyCache:
+    """`authenticate` remembered for a short time per token, so that a busy API checks each key
+    against the database about once a second instead of on every call.
+
+    Only valid keys are remembered, under a digest of the token, never the token itself; a
+    revoked key keeps working in this process for at most `ttl` seconds.
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        ttl: float = KEY_CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 10_000,
+    ) -> None:
+        self.sessions = sessions
+        self.ttl = ttl
+        self.clock = clock
+        self.max_keys = max_keys
+        self._known: dict[bytes, tuple[Caller, float]] = {}
+
+    def cached(self, token: str) -> Caller | None:
+        """The caller remembered for `token` if it was checked less than `ttl` seconds ago."""
+        held = self._known.get(hashlib.sha256(token.encode()).digest())
+        if held is None or held[1] <= self.clock():
+            return None
+        return held[0]
+
+    def authenticate(self, token: str) -> Caller | None:
+        """`authenticate` against the database, remembering a valid key for `ttl` seconds."""
+        caller = authenticate(self.sessions, token)
+        if caller is not None:
+            if len(self._known) >= self.max_keys:
+                self._known.clear()  # a bound, not an eviction policy: deployments hold few keys
+            digest = hashlib.sha256(token.encode()).digest()
+            self._known[digest] = (caller, self.clock() + self.ttl)
+        return caller
 
 
 def list_api_keys(sessions: sessionmaker[Session]) -> list[ApiKeyInfo]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, Update, bindparam, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from pledge.audit.rules import ChainBreak, ChainLink, canonical_details, entry_hash, find_break
 from pledge.audit.tables import AuditEntry, AuditHead, ChainHeadColumns
@@ -68,9 +69,14 @@ def record_many(
         )
         prev_hash = entry_hash(link)
         rows.append({**link.__dict__, "hash": prev_hash})
-    session.execute(insert(AuditEntry), rows)
+    session.execute(_INSERT_ENTRIES, rows)
     advance_chain(session, AuditHead, prev_hash)
     return [row["seq"] for row in rows]
+
+
+_INSERT_ENTRIES = insert(cast("Table", AuditEntry.__table__))
+"""Built once: an append is on every request's path, and building a statement costs more than
+running it (SQLAlchemy caches a statement's compiled form, not the statement object)."""
 
 
 def reserve_chain(session: Session, head: type[ChainHeadColumns], count: int) -> tuple[int, str]:
@@ -80,19 +86,35 @@ def reserve_chain(session: Session, head: type[ChainHeadColumns], count: int) ->
     stays locked until the transaction ends, so concurrent appenders queue up and the chain
     never forks; finish with `advance_chain`.
     """
-    bumped = session.execute(
-        update(head)
-        .where(head.id == HEAD_ID)
-        .values(seq=head.seq + count)
-        .returning(head.seq, head.hash)
-    ).one()
+    bumped = session.execute(_head_statements(head)[0], {"count": count}).one()
     # Under the lock just taken, the head still holds the hash of the link before ours.
     return bumped.seq - count + 1, bumped.hash
 
 
 def advance_chain(session: Session, head: type[ChainHeadColumns], last_hash: str) -> None:
     """Record the hash of the last link appended after `reserve_chain`."""
-    session.execute(update(head).where(head.id == HEAD_ID).values(hash=last_hash))
+    session.execute(_head_statements(head)[1], {"last_hash": last_hash})
+
+
+def _head_statements(head: type[ChainHeadColumns]) -> tuple[ReturningUpdate[Any], Update]:
+    """A chain head's two statements, built once (see `_INSERT_ENTRIES`), as plain table
+    statements: no ORM object ever holds a head row in these sessions."""
+    built = _HEAD_STATEMENTS.get(head)
+    if built is not None:
+        return built
+    table = cast("Table", head.__table__)  # type: ignore[attr-defined]  # a mixin of mapped classes
+    reserve = (
+        update(table)
+        .where(table.c.id == HEAD_ID)
+        .values(seq=table.c.seq + bindparam("count"))
+        .returning(table.c.seq, table.c.hash)
+    )
+    advance = update(table).where(table.c.id == HEAD_ID).values(hash=bindparam("last_hash"))
+    _HEAD_STATEMENTS[head] = reserve, advance
+    return reserve, advance
+
+
+_HEAD_STATEMENTS: dict[type[ChainHeadColumns], tuple[ReturningUpdate[Any], Update]] = {}
 
 
 def chain_head(sessions: sessionmaker[Session]) -> tuple[int, str]:

@@ -1,5 +1,7 @@
 """Consent: the hash-chained ledger of choices, decisions from it, and Global Privacy Control."""
 
+from pledge.consent.banner import BannerCors
+from pledge.consent.banner import banner as banner_routes
 from pledge.consent.routes import AUDIENCE_MAX_BYTES
 from pledge.consent.routes import api as api_routes
 from pledge.consent.routes import pages as page_routes
@@ -9,6 +11,7 @@ from pledge.consent.service import ChoiceToRecord, ConsentLedger, ConsentRefused
 __all__ = [
     "AUDIENCE_MAX_BYTES",
     "Action",
+    "BannerCors",
     "Choice",
     "ChoiceToRecord",
     "ConsentEvent",
@@ -19,6 +22,7 @@ __all__ = [
     "Method",
     "RepromptBlocked",
     "api_routes",
+    "banner_routes",
     "fold",
     "page_routes",
 ]

@@ -10,9 +10,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from starlette.concurrency import run_in_threadpool
 
 from pledge.apikeys import Caller, require_scope
-from pledge.consent.rules import Action, Method
+from pledge.consent.rules import Action, Decision, Method
 from pledge.consent.service import ChoiceToRecord, ConsentLedger, ConsentRefused, RepromptBlocked
 from pledge.policy.document import GpcAnswer
 from pledge.vault import IdentityKind, UnknownPurpose, Vault, answers_for_vault_errors
@@ -102,7 +103,7 @@ class DecisionOut(BaseModel):
     """The request carried Sec-GPC: 1 and its opt-out of sale and sharing was recorded."""
 
 
-def ledger_of(request: Request) -> ConsentLedger:
+async def ledger_of(request: Request) -> ConsentLedger:
     """FastAPI dependency: the app's consent ledger."""
     ledger: ConsentLedger = request.app.state.consent
     return ledger
@@ -141,7 +142,7 @@ def _answers_for_consent_errors() -> Iterator[None]:
     response_model=RecordedOut,
     summary="Record a consent choice",
 )
-def record_choice(
+async def record_choice(
     subject_id: SubjectId,
     body: ChoiceIn,
     ledger: LedgerDep,
@@ -150,7 +151,7 @@ def record_choice(
     """Append a grant or withdrawal, with its proof, to the ledger; it applies at once."""
     choice = ChoiceToRecord(subject_id=subject_id, **body.model_dump())
     with _answers_for_consent_errors():
-        (seq,) = ledger.record([choice], actor=caller.actor)
+        (seq,) = await ledger.arecord([choice], actor=caller.actor)
     return RecordedOut(seq=seq)
 
 
@@ -189,7 +190,7 @@ def read_choices(
 @api.post(
     "/decisions", response_model=DecisionOut, summary="May this data be used for this purpose?"
 )
-def decide(
+async def decide(
     body: DecisionIn,
     ledger: LedgerDep,
     caller: Annotated[Caller, Depends(require_scope("decide"))],
@@ -198,20 +199,39 @@ def decide(
     """Allowed or not, with every reason: the policy, the person's choices, and Global Privacy
     Control. A request passing on `Sec-GPC: 1` records the person's opt-out of sale and sharing."""
     with _answers_for_consent_errors():
-        honored = sec_gpc == "1" and ledger.gpc_is_honored()
-        if honored:
-            ledger.honor_gpc(body.subject_id, source="Sec-GPC header", actor=caller.actor)
-        decision = ledger.decide(
-            body.subject_id,
-            body.purpose,
-            body.categories,
-            actor=caller.actor,
-            recipient=body.recipient,
-            gpc=honored,
-        )
+        if sec_gpc == "1":
+            decision, honored = await run_in_threadpool(_decide_with_gpc, ledger, body, caller)
+        else:
+            honored = False
+            decision = await ledger.adecide(
+                body.subject_id,
+                body.purpose,
+                body.categories,
+                actor=caller.actor,
+                recipient=body.recipient,
+            )
     return DecisionOut(
         allowed=decision.allowed, reasons=list(decision.reasons), gpc_honored=honored
     )
+
+
+def _decide_with_gpc(
+    ledger: ConsentLedger, body: DecisionIn, caller: Caller
+) -> tuple[Decision, bool]:
+    """A decision on a request carrying `Sec-GPC: 1`, honoring the signal first if the policy
+    says so (in a worker thread: these calls wait on the database)."""
+    honored = ledger.gpc_is_honored()
+    if honored:
+        ledger.honor_gpc(body.subject_id, source="Sec-GPC header", actor=caller.actor)
+    decision = ledger.decide(
+        body.subject_id,
+        body.purpose,
+        body.categories,
+        actor=caller.actor,
+        recipient=body.recipient,
+        gpc=honored,
+    )
+    return decision, honored
 
 
 AUDIENCE_MAX_BYTES = 64 * 1024 * 1024

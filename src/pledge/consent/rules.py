@@ -2,7 +2,8 @@
 
 Nothing here touches a database. `fold` turns a subject's events into its current choices;
 `DecisionTable.decide` answers whether a use is allowed, with every reason, from the policy
-(compiled once per version) and those choices.
+(compiled once per version) and those choices. The cookie banner's part is at the end: the
+notice it shows, and what a visitor's choice of cookie categories records.
 """
 
 from __future__ import annotations
@@ -12,9 +13,14 @@ import enum
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from pledge.policy.document import LegalBasis, PolicyDocument
+from pledge.policy.document import (
+    ConsentRequirement,
+    CookieCategory,
+    LegalBasis,
+    PolicyDocument,
+)
 
 GENESIS = "0" * 64
 REPROMPT_BLOCK = dt.timedelta(days=365)
@@ -39,6 +45,7 @@ class Method(enum.StrEnum):
     STAFF_ENTRY = "staff_entry"
     PARENT = "parent"
     PREFERENCES_PAGE = "preferences_page"
+    COOKIE_BANNER = "cookie_banner"
 
 
 @dataclass(frozen=True)
@@ -156,6 +163,9 @@ class DecisionTable:
     rules: Mapping[str, _PurposeRule]
     recipients: Mapping[str, tuple[frozenset[str], frozenset[str]]] = field(default_factory=dict)
     """For each recipient: the purposes and categories its agreement allows."""
+    visitor_rules: Mapping[str, _PurposeRule] = field(default_factory=dict)
+    """The purposes a cookie category serves, as they apply to a visitor (a browser known only
+    by its consent ID): the stricter of the purpose's legal basis and the category's consent."""
 
     @classmethod
     def compile(cls, document: PolicyDocument) -> DecisionTable:
@@ -172,7 +182,14 @@ class DecisionTable:
             key: (frozenset(r.purposes), frozenset(r.categories))
             for key, r in document.recipients.items()
         }
-        return cls(document.version, rules, recipients)
+        visitor_rules: dict[str, _PurposeRule] = {}
+        for cookie_category in document.cookies.values():
+            for key in cookie_category.purposes:
+                held = visitor_rules.get(key, rules[key])
+                visitor_rules[key] = replace(
+                    held, basis=_stricter(held.basis, cookie_category.consent)
+                )
+        return cls(document.version, rules, recipients, visitor_rules)
 
     def decide(
         self,
@@ -183,15 +200,19 @@ class DecisionTable:
         now: dt.datetime,
         recipient: str | None = None,
         gpc: bool = False,
+        visitor: bool = False,
     ) -> Decision:
         """May `categories` be used for `purpose` (and disclosed to `recipient`)? Every reason.
 
-        `choices` is the subject's folded ledger; `gpc` says the request carries Sec-GPC: 1.
+        `choices` is the subject's folded ledger; `gpc` says the request carries Sec-GPC: 1;
+        `visitor` says the subject is a cookie-banner visitor, whom only the purposes of the
+        policy's cookie categories concern, on the terms of `visitor_rules`.
         """
-        rule = self.rules.get(purpose)
+        rule = (self.visitor_rules if visitor else self.rules).get(purpose)
         if rule is None:
+            what = "a purpose of a cookie category" if visitor else "a purpose"
             return Decision(
-                allowed=False, reasons=(f"'{purpose}' is not a purpose of policy {self.version}",)
+                allowed=False, reasons=(f"'{purpose}' is not {what} of policy {self.version}",)
             )
         reasons: list[str] = []
         allowed = True
@@ -278,3 +299,139 @@ def audience_filter(
         return probe_allowed
 
     return allowed
+
+
+def _stricter(basis: LegalBasis, consent: ConsentRequirement) -> LegalBasis:
+    """A purpose's legal basis once a cookie category asks the visitor about it: opt-in cookies
+    need a grant; opt-out cookies can be refused even for a purpose that needs no consent
+    (analytics on legitimate interest); a consent purpose keeps needing a grant."""
+    if consent is ConsentRequirement.OPT_IN:
+        return LegalBasis.CONSENT
+    if consent is ConsentRequirement.OPT_OUT and basis is not LegalBasis.CONSENT:
+        return LegalBasis.OPT_OUT
+    return basis
+
+
+COOKIE_NOTICE_INTRO = (
+    "We use cookies and similar trackers. The strictly necessary ones keep this site working; "
+    "the others are used only as you choose here, and you can change your choice at any time."
+)
+
+
+def cookie_notice(document: PolicyDocument) -> str:
+    """The text the cookie banner shows, exactly: a heading, the introduction, then each cookie
+    category's name and description, one per line. The ledger keeps its SHA-256 as proof."""
+    organization = document.organization.trade_name or document.organization.legal_name
+    lines = [f"Cookies on {organization}", COOKIE_NOTICE_INTRO]
+    lines += [f"{c.name}: {c.description}" for c in document.cookies.values()]
+    return "\n".join(lines)
+
+
+def notice_digest(text: str) -> str:
+    """SHA-256 (hex) of a notice's text, as UTF-8."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def sells_or_shares(document: PolicyDocument, category: CookieCategory) -> bool:
+    """Whether any purpose of the cookie category is a sale or sharing (what GPC opts out of)."""
+    purposes = (document.purposes[key] for key in category.purposes)
+    return any(p.sale or p.sharing for p in purposes)
+
+
+class CookieChoiceInvalid(ValueError):
+    """A cookie-banner answer the policy cannot take, naming the category at fault."""
+
+    def __init__(self, category: str, message: str) -> None:
+        super().__init__(message)
+        self.category = category
+
+
+@dataclass(frozen=True)
+class PurposeChoice:
+    """One grant or withdrawal a cookie-banner answer records."""
+
+    purpose: str
+    action: Action
+    method: Method
+
+
+def cookie_choices(
+    document: PolicyDocument, chosen: Mapping[str, bool], *, gpc: bool
+) -> tuple[dict[str, bool], list[PurposeChoice]]:
+    """What a visitor's answer to the cookie banner comes to: the choice per category, and one
+    grant or withdrawal per purpose of the categories that can be refused.
+
+    Every such category must be answered; a strictly necessary one cannot be refused. `gpc`
+    says the visitor's Global Privacy Control signal is on and the policy honors it: categories
+    that sell or share are then refused, by method `gpc`, whatever was chosen. A purpose in
+    several categories is granted only when all of them are.
+    """
+    for key in chosen:
+        if key not in document.cookies:
+            raise CookieChoiceInvalid(
+                key, f"'{key}' is not a cookie category of policy {document.version}"
+            )
+    states: dict[str, bool] = {}
+    by_purpose: dict[str, tuple[bool, bool]] = {}
+    for key, category in document.cookies.items():
+        if category.consent is ConsentRequirement.NONE:
+            if chosen.get(key, True) is not True:
+                raise CookieChoiceInvalid(
+                    key, f"'{key}' is strictly necessary: it cannot be refused"
+                )
+            states[key] = True
+            continue
+        if key not in chosen:
+            raise CookieChoiceInvalid(key, f"no choice was made for '{key}'")
+        forced = gpc and sells_or_shares(document, category)
+        states[key] = chosen[key] and not forced
+        for purpose in category.purposes:
+            granted, by_gpc = by_purpose.get(purpose, (True, False))
+            by_purpose[purpose] = (granted and states[key], by_gpc or forced)
+    return states, [
+        PurposeChoice(
+            purpose,
+            Action.GRANT if granted else Action.WITHDRAW,
+            Method.GPC if by_gpc else Method.COOKIE_BANNER,
+        )
+        for purpose, (granted, by_gpc) in by_purpose.items()
+    ]
+
+
+def cookie_state(
+    document: PolicyDocument,
+    choices: Mapping[str, Choice],
+    events: Iterable[ConsentEvent],
+    *,
+    now: dt.datetime,
+) -> tuple[dict[str, bool], dict[str, dt.datetime]]:
+    """A visitor's choice per cookie category, from the ledger, and until when Pledge may not
+    itself ask again about the categories they refused that sell or share (12 months).
+
+    A category is granted when every one of its purposes is, refused when one is withdrawn, and
+    left out when not all were answered (or a choice expired); strictly necessary ones are on.
+    """
+    events = list(events)
+    states: dict[str, bool] = {}
+    blocked: dict[str, dt.datetime] = {}
+    for key, category in document.cookies.items():
+        if category.consent is ConsentRequirement.NONE:
+            states[key] = True
+            continue
+        current = [choices.get(p) for p in category.purposes]
+        live = [c for c in current if c and (c.expires_at is None or c.expires_at > now)]
+        if any(not c.granted for c in live):
+            states[key] = False
+        elif live and len(live) == len(current):
+            states[key] = True
+        if states.get(key) is False:
+            untils = [
+                reprompt_blocked_until(
+                    events, p, document.purposes[p].sale or document.purposes[p].sharing
+                )
+                for p in category.purposes
+            ]
+            latest = max((u for u in untils if u is not None), default=None)
+            if latest is not None and latest > now:
+                blocked[key] = latest
+    return states, blocked

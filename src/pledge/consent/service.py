@@ -1,12 +1,16 @@
-"""Consent use cases: record a choice, read the choices, decide, verify and rebuild."""
+"""Consent use cases: record a choice, read the choices, decide, verify and rebuild; and the
+cookie banner's: record a visitor's choice of cookie categories and read it back."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import cast
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Table, bindparam, delete, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from pledge.audit import Act, advance_chain, record_many, reserve_chain
@@ -18,16 +22,22 @@ from pledge.consent.rules import (
     DecisionTable,
     Method,
     audience_filter,
+    cookie_choices,
+    cookie_notice,
+    cookie_state,
     event_hash,
     first_break,
     fold,
+    notice_digest,
     reprompt_blocked_until,
 )
-from pledge.consent.tables import ConsentChoice, ConsentEventRow, ConsentHead
-from pledge.policy import LoadedPolicy, current_version
+from pledge.consent.tables import ConsentChoice, ConsentEventRow, ConsentHead, ConsentVisitor
+from pledge.db import GroupCommit
+from pledge.policy import LoadedPolicy, policy_in_force
 from pledge.policy.document import GpcAnswer, LegalBasis
 from pledge.vault import (
     NoPolicyInForce,
+    SubjectNotFound,
     UnknownPurpose,
     all_live_subjects,
     check_live_subject,
@@ -44,6 +54,16 @@ class RepromptBlocked(ValueError):
     """An opt-in Pledge prompted for, within 12 months of an opt-out of sale or sharing."""
 
 
+class PolicyVersionChanged(ValueError):
+    """A cookie choice made under another policy version than the one in force."""
+
+
+COOKIE_BANNER = "cookie banner"
+"""The source of every event the cookie banner records, and the actor of their audit entries."""
+NO_NOTICE = "0" * 64
+"""The notice digest of a Global Privacy Control signal, which is shown no notice."""
+
+
 @dataclass(frozen=True)
 class ChoiceToRecord:
     """A grant or withdrawal as a caller submits it."""
@@ -58,6 +78,20 @@ class ChoiceToRecord:
     prompted_by_pledge: bool = False
 
 
+@dataclass(frozen=True)
+class CookieChoices:
+    """A visitor's choice per cookie category under a policy version."""
+
+    consent_id: str
+    policy_version: str
+    choices: dict[str, bool]
+    gpc_honored: bool = False
+    """The visitor's Global Privacy Control signal refused the categories that sell or share."""
+    reprompt_blocked_until: dict[str, dt.datetime] = field(default_factory=dict)
+    """Refused categories that sell or share, which Pledge may not itself ask about again
+    before the time given."""
+
+
 _tables: dict[str, DecisionTable] = {}
 """Decision tables compiled once per policy version (by content hash) in each process."""
 
@@ -67,6 +101,7 @@ class ConsentLedger:
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
+        self._writer = GroupCommit(self._commit_batch, name="consent-group-commit")
 
     def record(
         self, choices: Sequence[ChoiceToRecord], *, actor: str, now: dt.datetime | None = None
@@ -77,32 +112,41 @@ class ConsentLedger:
         now = now or dt.datetime.now(dt.UTC)
         policy = self._policy()
         with self.sessions() as session, session.begin():
-            events = [self._checked(session, policy, choice, now) for choice in choices]
-            seqs = self._append(session, events)
-            record_many(
-                session,
-                [
-                    Act(
-                        actor,
-                        "consent." + e.action.value,
-                        e.subject_id,
-                        e.purpose,
-                        {"method": e.method.value, "source": e.source, "seq": seq},
-                    )
-                    for e, seq in zip(events, seqs, strict=True)
-                ],
-                now=now,
-            )
-            return seqs
+            return self._record_in(session, policy, choices, actor=actor, now=now)
+
+    def _record_in(
+        self,
+        session: Session,
+        policy: LoadedPolicy,
+        choices: Sequence[ChoiceToRecord],
+        *,
+        actor: str,
+        now: dt.datetime,
+    ) -> list[int]:
+        events = [self._checked(session, policy, choice, now) for choice in choices]
+        seqs = self._append(session, events)
+        record_many(session, _recorded_acts(actor, events, seqs), now=now)
+        return seqs
 
     def _checked(
         self, session: Session, policy: LoadedPolicy, choice: ChoiceToRecord, now: dt.datetime
     ) -> ConsentEvent:
-        check_live_subject(session, choice.subject_id)
+        visitor = _check_chooser(session, choice.subject_id)
         purpose = policy.document.purposes.get(choice.purpose)
         if purpose is None:
             raise UnknownPurpose(choice.purpose)
-        if purpose.legal_basis not in {LegalBasis.CONSENT, LegalBasis.OPT_OUT}:
+        if visitor:
+            rule = self._table(policy).visitor_rules.get(choice.purpose)
+            if rule is None:
+                raise ConsentRefused(
+                    f"'{choice.purpose}' is not a purpose of a cookie category: a cookie-banner "
+                    "visitor can choose only those"
+                )
+            if rule.basis not in {LegalBasis.CONSENT, LegalBasis.OPT_OUT}:
+                raise ConsentRefused(
+                    f"'{choice.purpose}' is strictly necessary for the site: it asks for no consent"
+                )
+        elif purpose.legal_basis not in {LegalBasis.CONSENT, LegalBasis.OPT_OUT}:
             raise ConsentRefused(
                 f"'{choice.purpose}' rests on {purpose.legal_basis.value}: it asks for no consent"
             )
@@ -131,33 +175,39 @@ class ConsentLedger:
     def _append(self, session: Session, events: list[ConsentEvent]) -> list[int]:
         seq, prev = reserve_chain(session, ConsentHead, len(events))
         rows, seqs = [], []
+        latest: dict[tuple[str, str], ConsentEvent] = {}
         for offset, event in enumerate(events):
             numbered = ConsentEvent(**{**event.__dict__, "seq": seq + offset})
             digest = event_hash(numbered, prev)
             rows.append({**_columns(numbered), "prev_hash": prev, "hash": digest})
             seqs.append(numbered.seq)
-            self._remember(session, numbered)
+            latest[numbered.subject_id, numbered.purpose] = numbered
             prev = digest
-        session.execute(insert(ConsentEventRow), rows)
+        session.execute(_INSERT_EVENTS, rows)
+        self._remember(session, list(latest.values()))
         advance_chain(session, ConsentHead, prev)
         return seqs
 
-    def _remember(self, session: Session, event: ConsentEvent) -> None:
+    def _remember(self, session: Session, events: list[ConsentEvent]) -> None:
+        """Make each event the current choice of its subject and purpose (one event per pair)."""
         session.execute(
-            delete(ConsentChoice).where(
-                ConsentChoice.subject_id == event.subject_id, ConsentChoice.purpose == event.purpose
-            )
+            _FORGET_CHOICE,
+            [{"forget_subject": e.subject_id, "forget_purpose": e.purpose} for e in events],
         )
         session.execute(
-            insert(ConsentChoice).values(
-                subject_id=event.subject_id,
-                purpose=event.purpose,
-                granted=event.action is Action.GRANT,
-                seq=event.seq,
-                at=event.at,
-                method=event.method.value,
-                expires_at=event.expires_at,
-            )
+            _INSERT_CHOICE,
+            [
+                {
+                    "subject_id": e.subject_id,
+                    "purpose": e.purpose,
+                    "granted": e.action is Action.GRANT,
+                    "seq": e.seq,
+                    "at": e.at,
+                    "method": e.method.value,
+                    "expires_at": e.expires_at,
+                }
+                for e in events
+            ],
         )
 
     def consent_record(
@@ -165,7 +215,7 @@ class ConsentLedger:
     ) -> tuple[dict[str, Choice], list[ConsentEvent]]:
         """The subject's current choices and full history, for a reader; checked and audited."""
         with self.sessions() as session, session.begin():
-            check_live_subject(session, subject_id)
+            _check_chooser(session, subject_id)
             record_many(session, [Act(actor, "consent.read", subject_id, None, {})])
             return _choices(session, subject_id), self._events(session, subject_id)
 
@@ -199,34 +249,88 @@ class ConsentLedger:
         now = now or dt.datetime.now(dt.UTC)
         table = self._table(self._policy())
         with self.sessions() as session, session.begin():
-            check_live_subject(session, subject_id)
-            decision = table.decide(
-                purpose,
-                categories,
-                _choices(session, subject_id),
-                now=now,
-                recipient=recipient,
-                gpc=gpc,
-            )
-            record_many(
+            decision, act = _decided(
                 session,
-                [
-                    Act(
-                        actor,
-                        "decide",
-                        subject_id,
-                        purpose,
-                        {
-                            "allowed": decision.allowed,
-                            "categories": sorted(categories),
-                            "recipient": recipient,
-                            "gpc": gpc,
-                        },
-                    )
-                ],
+                table,
+                _Deciding(subject_id, purpose, tuple(categories), actor, recipient),
+                gpc=gpc,
                 now=now,
             )
+            record_many(session, [act], now=now)
         return decision
+
+    async def arecord(self, choices: Sequence[ChoiceToRecord], *, actor: str) -> list[int]:
+        """`record`, for the event loop: the choices join the next batch of concurrent calls
+        (`GroupCommit`), and the call returns once that batch has committed."""
+        outcome = await asyncio.wrap_future(self._writer.submit(_Recording(tuple(choices), actor)))
+        return cast("list[int]", outcome)
+
+    async def adecide(
+        self,
+        subject_id: str,
+        purpose: str,
+        categories: Sequence[str],
+        *,
+        actor: str,
+        recipient: str | None = None,
+    ) -> Decision:
+        """`decide` (without Global Privacy Control), for the event loop: the decision and its
+        audit entry join the next batch of concurrent calls and return once it has committed."""
+        asked = _Deciding(subject_id, purpose, tuple(categories), actor, recipient)
+        return cast("Decision", await asyncio.wrap_future(self._writer.submit(asked)))
+
+    def _commit_batch(self, batch: Sequence[_Recording | _Deciding]) -> list[object]:
+        """Run recordings and decisions in one transaction, in the order submitted; see
+        `GroupCommit` for what raising means.
+
+        Each item is checked before it writes anything, and a refusal (unknown purpose, unknown
+        or erased subject, consent refused, re-prompt blocked) is that item's outcome alone. The
+        recordings' events are appended together, and all audit entries at the end, in the
+        items' order; an item about a person whose events wait is run after they are appended,
+        so every item sees what the earlier ones wrote. Every act of the batch has one time.
+        """
+        now = dt.datetime.now(dt.UTC)
+        outcomes: list[object] = [None] * len(batch)
+        acts: list[list[Act]] = [[] for _ in batch]
+        waiting: list[tuple[int, list[ConsentEvent]]] = []  # checked, not appended yet
+        with self.sessions() as session:
+            transaction = session.begin()
+            try:
+                policy = self._policy_in(session)
+                table = self._table(policy)
+
+                def append_waiting() -> None:
+                    events = [event for _, checked in waiting for event in checked]
+                    seqs = iter(self._append(session, events) if events else [])
+                    for index, checked in waiting:
+                        outcomes[index] = numbered = [next(seqs) for _ in checked]
+                        acts[index] = _recorded_acts(batch[index].actor, checked, numbered)
+                    waiting.clear()
+
+                for index, item in enumerate(batch):
+                    if waiting and _people(item) & {e.subject_id for _, c in waiting for e in c}:
+                        append_waiting()
+                    try:
+                        if isinstance(item, _Deciding):
+                            outcomes[index], act = _decided(
+                                session, table, item, gpc=False, now=now
+                            )
+                            acts[index] = [act]
+                        else:
+                            checked = [self._checked(session, policy, c, now) for c in item.choices]
+                            waiting.append((index, checked))
+                    except (ValueError, LookupError) as refused:  # raised before any write
+                        outcomes[index] = refused
+                append_waiting()
+                record_many(session, [act for done in acts for act in done], now=now)
+            except BaseException:
+                transaction.rollback()
+                raise
+            try:
+                transaction.commit()
+            except Exception as unknown:  # noqa: BLE001 - maybe committed, maybe not: no retry
+                return [unknown] * len(batch)
+        return outcomes
 
     def policy_in_force(self) -> LoadedPolicy:
         """The policy version in force; `NoPolicyInForce` if none is."""
@@ -278,12 +382,15 @@ class ConsentLedger:
             )
         with self.sessions() as session:
             erased = erased_subjects(session)
+            # Visitors' cookie choices are not a person's: an audience is of vault subjects.
             choices = {
                 subject_id: (granted, _utc(expires) if expires else None)
                 for subject_id, granted, expires in session.execute(
                     select(
                         ConsentChoice.subject_id, ConsentChoice.granted, ConsentChoice.expires_at
-                    ).where(ConsentChoice.purpose == purpose)
+                    )
+                    .outerjoin(ConsentVisitor, ConsentVisitor.id == ConsentChoice.subject_id)
+                    .where(ConsentChoice.purpose == purpose, ConsentVisitor.id.is_(None))
                 )
             }
             needs_consent = policy.document.purposes[purpose].legal_basis is LegalBasis.CONSENT
@@ -312,25 +419,102 @@ class ConsentLedger:
         ):
             return []
         now = dt.datetime.now(dt.UTC)
+        with self.sessions() as session:
+            visitor = session.get(ConsentVisitor, subject_id) is not None
         current = {
             purpose: choice
             for purpose, choice in self.choices(subject_id).items()
             if choice.expires_at is None or choice.expires_at > now
         }
+        # A visitor's ledger holds only the purposes of cookie categories.
+        concerned = self._table(policy).visitor_rules if visitor else policy.document.purposes
         to_withdraw = [
             key
             for key, purpose in policy.document.purposes.items()
-            if (purpose.sale or purpose.sharing) and (key not in current or current[key].granted)
+            if (purpose.sale or purpose.sharing)
+            and key in concerned
+            and (key not in current or current[key].granted)
         ]
         return self.record(
             [
                 ChoiceToRecord(
-                    subject_id, key, Action.WITHDRAW, Method.GPC, source, notice_sha256="0" * 64
+                    subject_id, key, Action.WITHDRAW, Method.GPC, source, notice_sha256=NO_NOTICE
                 )
                 for key in to_withdraw
             ],
             actor=actor,
         )
+
+    def record_cookie_choices(
+        self,
+        consent_id: str | None,
+        chosen: Mapping[str, bool],
+        *,
+        policy_version: str,
+        gpc: bool,
+        prompted: bool,
+        now: dt.datetime | None = None,
+    ) -> CookieChoices:
+        """Record a visitor's answer to the cookie banner: a grant or withdrawal of every purpose
+        of each category that can be refused, proven by the banner's notice, in one transaction.
+
+        An unknown (or absent) `consent_id` gets a new visitor with a random ID. `gpc` is the
+        visitor's Global Privacy Control signal; when the policy honors it, the categories that
+        sell or share are refused by method `gpc`. `prompted` says the banner appeared on its own
+        (Pledge asked) rather than being opened by the visitor. Raises `PolicyVersionChanged`
+        when the visitor chose under another version than the one in force, `CookieChoiceInvalid`
+        for an unknown category, a missing one, or a refused strictly necessary one.
+        """
+        now = now or dt.datetime.now(dt.UTC)
+        policy = self._policy()
+        document = policy.document
+        if policy_version != document.version:
+            raise PolicyVersionChanged(
+                f"the choice was made under policy {policy_version}; {document.version} is in "
+                "force: ask again"
+            )
+        honored = gpc and document.signals.global_privacy_control is (
+            GpcAnswer.OPT_OUT_OF_SALE_AND_SHARING
+        )
+        states, purposes = cookie_choices(document, chosen, gpc=honored)
+        notice = notice_digest(cookie_notice(document))
+        with self.sessions() as session, session.begin():
+            if consent_id is None or session.get(ConsentVisitor, consent_id) is None:
+                consent_id = str(uuid.uuid4())
+                session.add(ConsentVisitor(id=consent_id, created_at=now))
+                session.flush()
+            to_record = [
+                ChoiceToRecord(
+                    consent_id,
+                    choice.purpose,
+                    choice.action,
+                    choice.method,
+                    COOKIE_BANNER,
+                    NO_NOTICE if choice.method is Method.GPC else notice,
+                    prompted_by_pledge=prompted,
+                )
+                for choice in purposes
+            ]
+            self._record_in(session, policy, to_record, actor=COOKIE_BANNER, now=now)
+        return CookieChoices(consent_id, document.version, states, gpc_honored=honored)
+
+    def cookie_choices_of(
+        self, consent_id: str, *, now: dt.datetime | None = None
+    ) -> CookieChoices:
+        """A visitor's current choice per cookie category, from the ledger, and the refused
+        categories Pledge may not ask about again yet. `SubjectNotFound` for an unknown visitor."""
+        now = now or dt.datetime.now(dt.UTC)
+        document = self._policy().document
+        with self.sessions() as session:
+            if session.get(ConsentVisitor, consent_id) is None:
+                raise SubjectNotFound(consent_id)
+            states, blocked = cookie_state(
+                document,
+                _choices(session, consent_id),
+                self._events(session, consent_id),
+                now=now,
+            )
+        return CookieChoices(consent_id, document.version, states, reprompt_blocked_until=blocked)
 
     def verify(self) -> int | None:
         """The seq of the first event whose chain link or content does not hold, or None."""
@@ -381,10 +565,14 @@ class ConsentLedger:
         return [_event(row) for row in rows]
 
     def _policy(self) -> LoadedPolicy:
-        found = current_version(self.sessions)
+        with self.sessions() as session:
+            return self._policy_in(session)
+
+    def _policy_in(self, session: Session) -> LoadedPolicy:
+        found = policy_in_force(session)
         if found is None:
             raise NoPolicyInForce("no policy version is in force: publish one first")
-        return found[1]
+        return found
 
     def _table(self, policy: LoadedPolicy) -> DecisionTable:
         table = _tables.get(policy.content_hash)
@@ -393,8 +581,102 @@ class ConsentLedger:
         return table
 
 
+@dataclass(frozen=True)
+class _Recording:
+    """`ConsentLedger.arecord`'s call, waiting for its batch."""
+
+    choices: tuple[ChoiceToRecord, ...]
+    actor: str
+
+
+@dataclass(frozen=True)
+class _Deciding:
+    """`ConsentLedger.adecide`'s (or `decide`'s) question."""
+
+    subject_id: str
+    purpose: str
+    categories: tuple[str, ...]
+    actor: str
+    recipient: str | None
+
+
+def _people(item: _Recording | _Deciding) -> set[str]:
+    """Whose consent an item reads or writes."""
+    if isinstance(item, _Deciding):
+        return {item.subject_id}
+    return {choice.subject_id for choice in item.choices}
+
+
+def _decided(
+    session: Session, table: DecisionTable, asked: _Deciding, *, gpc: bool, now: dt.datetime
+) -> tuple[Decision, Act]:
+    """The decision and the act that audits it; reads only, so a refusal leaves nothing."""
+    visitor = _check_chooser(session, asked.subject_id)
+    decision = table.decide(
+        asked.purpose,
+        asked.categories,
+        _choices(session, asked.subject_id),
+        now=now,
+        recipient=asked.recipient,
+        gpc=gpc,
+        visitor=visitor,
+    )
+    details = {
+        "allowed": decision.allowed,
+        "categories": sorted(asked.categories),
+        "recipient": asked.recipient,
+        "gpc": gpc,
+    }
+    return decision, Act(asked.actor, "decide", asked.subject_id, asked.purpose, details)
+
+
+def _recorded_acts(actor: str, events: Sequence[ConsentEvent], seqs: Sequence[int]) -> list[Act]:
+    return [
+        Act(
+            actor,
+            "consent." + e.action.value,
+            e.subject_id,
+            e.purpose,
+            {"method": e.method.value, "source": e.source, "seq": seq},
+        )
+        for e, seq in zip(events, seqs, strict=True)
+    ]
+
+
+def _check_chooser(session: Session, subject_id: str) -> bool:
+    """Raise unless `subject_id` is a live vault subject or a cookie-banner visitor; true for a
+    visitor."""
+    if session.execute(_IS_VISITOR, {"visitor_id": subject_id}).first() is not None:
+        return True
+    check_live_subject(session, subject_id)
+    return False
+
+
+# The statements on every write's and decision's path, built once: building a statement costs
+# more than running it (SQLAlchemy caches the compiled form, not the statement object). They
+# are table statements, not ORM ones, so no ORM object of these rows is ever held in a session
+# that could go stale: the state is read as plain rows too (`_choices`).
+_EVENTS_TABLE = cast("Table", ConsentEventRow.__table__)
+_CHOICES_TABLE = cast("Table", ConsentChoice.__table__)
+_INSERT_EVENTS = insert(_EVENTS_TABLE)
+_INSERT_CHOICE = insert(_CHOICES_TABLE)
+_FORGET_CHOICE = delete(_CHOICES_TABLE).where(
+    _CHOICES_TABLE.c.subject_id == bindparam("forget_subject"),
+    _CHOICES_TABLE.c.purpose == bindparam("forget_purpose"),
+)
+_CHOICES_OF = select(
+    _CHOICES_TABLE.c.purpose,
+    _CHOICES_TABLE.c.granted,
+    _CHOICES_TABLE.c.seq,
+    _CHOICES_TABLE.c.at,
+    _CHOICES_TABLE.c.method,
+    _CHOICES_TABLE.c.expires_at,
+).where(_CHOICES_TABLE.c.subject_id == bindparam("subject_id"))
+_IS_VISITOR = select(ConsentVisitor.id).where(ConsentVisitor.id == bindparam("visitor_id"))
+
+
 def _choices(session: Session, subject_id: str) -> dict[str, Choice]:
-    rows = session.scalars(select(ConsentChoice).where(ConsentChoice.subject_id == subject_id))
+    rows = session.execute(_CHOICES_OF, {"subject_id": subject_id})
     return {
         r.purpose: Choice(
             r.granted,

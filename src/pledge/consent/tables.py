@@ -51,3 +51,15 @@ class ConsentChoice(Base):
     at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     method: Mapped[str] = mapped_column(String(40))
     expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ConsentVisitor(Base):
+    """A browser that answered the cookie banner: a random ID Pledge made, and nothing else.
+
+    Its consent events are keyed by this ID like a subject's; it holds no personal data and is
+    never a vault subject."""
+
+    __tablename__ = "consent_visitors"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))

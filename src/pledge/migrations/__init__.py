@@ -19,6 +19,9 @@ TABLE_MODULES = (
     "pledge.apikeys.tables",
     "pledge.vault.tables",
     "pledge.consent.tables",
+    "pledge.jobs.tables",
+    "pledge.mail.tables",
+    "pledge.privacy_center.tables",
 )
 """Every module that declares tables; the metadata Alembic compares against imports them all."""
 

@@ -24,6 +24,7 @@ from pledge.policy.service import (
     current_version,
     find_version,
     list_versions,
+    policy_in_force,
     publish_policy,
 )
 
@@ -45,6 +46,7 @@ __all__ = [
     "load_policy_file",
     "load_policy_text",
     "page_routes",
+    "policy_in_force",
     "publish_policy",
     "render_policy",
     "retention_changes",

@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -117,15 +117,34 @@ def current_version(
     """The version in force: the latest published whose effective date has come."""
     today = today or dt.datetime.now(dt.UTC).date()
     with sessions() as session:
-        row = session.scalars(
-            select(PolicyVersion)
-            .where(PolicyVersion.effective_date <= today)
-            .order_by(PolicyVersion.published_at.desc(), PolicyVersion.id.desc())
-            .limit(1)
-        ).first()
+        row = session.scalars(_IN_FORCE, {"today": today}).first()
         if row is None:
             return None
         return PublishedVersion.of(row), _load_stored(row)
+
+
+def policy_in_force(session: Session, *, today: dt.date | None = None) -> LoadedPolicy | None:
+    """The policy in force, read in `session`'s transaction, so that a request's other work sees
+    the same version. Only its content hash is read each time; its text is parsed once."""
+    params = {"today": today or dt.datetime.now(dt.UTC).date()}
+    content_hash = session.scalars(_HASH_IN_FORCE, params).first()
+    if content_hash is None:
+        return None
+    loaded = _parsed.get(content_hash)
+    if loaded is None:
+        row = session.scalars(_IN_FORCE, params).first()
+        loaded = None if row is None else _load_stored(row)
+    return loaded
+
+
+_IN_FORCE = (
+    select(PolicyVersion)
+    .where(PolicyVersion.effective_date <= bindparam("today"))
+    .order_by(PolicyVersion.published_at.desc(), PolicyVersion.id.desc())
+    .limit(1)
+)
+"""The latest version whose effective date has come; built once, as it is read on every request."""
+_HASH_IN_FORCE = _IN_FORCE.with_only_columns(PolicyVersion.content_hash)
 
 
 def find_version(

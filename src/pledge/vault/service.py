@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Delete, delete, insert, select, update
+from sqlalchemy import CursorResult, Delete, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -680,6 +680,20 @@ class Vault:
             )
         return subject_id
 
+    def subject_for_digest(self, kind: IdentityKind, digest: str) -> str | None:
+        """The live subject an identity's blind index belongs to, or None. Not audited here:
+        the caller (a privacy-center session the person opened) audits what it reads."""
+        with self.sessions() as session:
+            return session.scalar(
+                select(Identity.subject_id)
+                .join(Subject, Subject.id == Identity.subject_id)
+                .where(
+                    Identity.kind == kind.value,
+                    Identity.digest == digest,
+                    Subject.shredded_at.is_(None),
+                )
+            )
+
     def subjects_for(self, kind: IdentityKind, values: Sequence[str]) -> dict[str, str]:
         """The subject each identity belongs to, for a batch; unknown or invalid ones are left
         out. Not audited here: the caller audits the act the batch serves."""
@@ -724,11 +738,16 @@ class Vault:
 
 def check_live_subject(session: Session, subject_id: str) -> None:
     """Raise `SubjectNotFound` or `SubjectErased` unless the subject exists and is not erased."""
-    subject = session.get(Subject, subject_id)
+    subject = session.execute(_SUBJECT_STATE, {"subject_id": subject_id}).first()
     if subject is None:
         raise SubjectNotFound(subject_id)
     if subject.shredded_at is not None:
         raise SubjectErased(subject_id)
+
+
+_SUBJECT_STATE = select(Subject.shredded_at).where(Subject.id == bindparam("subject_id"))
+"""Built once: every consent write and decision checks its subject (a statement costs more to
+build than to run)."""
 
 
 def _deleted(session: Session, statement: Delete) -> int:

@@ -32,6 +32,7 @@ def test_settings_are_read_from_pledge_environment_variables(
     monkeypatch.setenv("PLEDGE_DATABASE_URL", "postgresql+psycopg://pledge@db/pledge")
     monkeypatch.setenv("PLEDGE_ENVIRONMENT", "production")
     monkeypatch.setenv("PLEDGE_SECRET_KEY", "a-real-secret-from-the-vault")
+    monkeypatch.setenv("PLEDGE_PUBLIC_URL", "https://privacy.example.com")
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert settings.database_url == "postgresql+psycopg://pledge@db/pledge"
     assert settings.secret_key.get_secret_value() == "a-real-secret-from-the-vault"
@@ -58,3 +59,41 @@ def test_two_spellings_of_one_sqlite_file_are_one_database(tmp_path: Path) -> No
             database_url=f"sqlite:///{tmp_path}/pledge.db",
             keystore_url=f"sqlite:///{tmp_path}/./sub/../pledge.db",
         )
+
+
+REAL_SECRET = {"secret_key": "a-real-secret-from-the-vault"}
+
+
+def test_production_refuses_links_that_are_not_https() -> None:
+    with pytest.raises(ValidationError, match="PLEDGE_PUBLIC_URL must be an https:// address"):
+        Settings(  # type: ignore[call-arg]
+            _env_file=None,
+            environment=Environment.PRODUCTION,
+            public_url="http://privacy.example.com",
+            **REAL_SECRET,
+        )
+
+
+def test_outside_development_clear_text_smtp_is_refused_unless_the_server_is_local() -> None:
+    with pytest.raises(ValidationError, match="PLEDGE_SMTP_SECURITY=none sends mail in clear"):
+        Settings(
+            _env_file=None,
+            environment=Environment.TEST,
+            smtp_host="smtp.example.com",
+            **REAL_SECRET,
+        )  # type: ignore[call-arg]
+    local = Settings(_env_file=None, environment=Environment.TEST, **REAL_SECRET)  # type: ignore[call-arg]
+    assert local.smtp_host == "127.0.0.1"
+    tls = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        environment=Environment.TEST,
+        smtp_host="smtp.example.com",
+        smtp_security="starttls",
+        **REAL_SECRET,
+    )
+    assert tls.smtp_security.value == "starttls"
+
+
+def test_an_unsubscribe_link_lives_at_least_30_days() -> None:
+    with pytest.raises(ValidationError, match="greater than or equal to 30"):
+        Settings(_env_file=None, unsubscribe_link_days=29)  # type: ignore[call-arg]

@@ -10,8 +10,13 @@ from fastapi.routing import APIRoute
 
 from pledge.cli import app as cli_app
 from pledge.consent import api_routes as consent_routes
+from pledge.consent import banner_routes
 from pledge.consent import page_routes as consent_pages
+from pledge.jobs import api_routes as job_routes
+from pledge.mail import api_routes as mail_routes
+from pledge.mail import page_routes as mail_pages
 from pledge.policy import api_routes, page_routes
+from pledge.privacy_center import page_routes as center_pages
 from pledge.vault import api_routes as vault_routes
 
 DOCS = Path(__file__).resolve().parents[3] / "docs"
@@ -19,7 +24,18 @@ README = DOCS.parent / "README.md"
 
 ROUTES = sorted(
     (method, route.path)
-    for router in (api_routes, page_routes, vault_routes, consent_routes, consent_pages)
+    for router in (
+        api_routes,
+        page_routes,
+        vault_routes,
+        consent_routes,
+        consent_pages,
+        banner_routes,
+        mail_routes,
+        mail_pages,
+        job_routes,
+        center_pages,
+    )
     for route in router.routes
     if isinstance(route, APIRoute)
     for method in route.methods
