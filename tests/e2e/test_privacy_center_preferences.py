@@ -235,3 +235,35 @@ def test_expired_codes_and_sessions_are_deleted(
         assert session.get(CenterSession, "x") is None
         assert session.scalars(select(EmailChallenge)).all() == []
     assert 'name="email"' in client.get("/privacy-center/preferences").text
+
+
+def test_codes_asked_for_past_the_limit_can_never_be_proven(
+    client: TestClient, services: Services, inbox: SmtpInbox, mail_runtime: Runtime
+) -> None:
+    for _ in range(5):
+        ask_code(client, "target@example.com")
+    _, over, _ = ask_code(client, "target@example.com")
+    with mail_runtime.sessions() as session:
+        row = session.get(EmailChallenge, over)
+        assert row is not None
+        assert not re.fullmatch(r"[0-9a-f]{64}", row.code_digest)
+
+
+def test_tries_are_limited_per_address_across_codes(
+    client: TestClient, services: Services, inbox: SmtpInbox
+) -> None:
+    for _ in range(2):
+        _, challenge, _ = ask_code(client, "guessed@example.com")
+        for _ in range(5):
+            client.post(
+                "/privacy-center/preferences/verify",
+                data={"challenge": challenge, "code": "000000"},
+            )
+    _, challenge, _ = ask_code(client, "guessed@example.com")
+    code = code_in(inbox, services)
+    late = client.post(
+        "/privacy-center/preferences/verify",
+        data={"challenge": challenge, "code": code},
+        follow_redirects=False,
+    )
+    assert late.status_code == 400, "ten tries in the hour are spent: even the right code fails"

@@ -134,12 +134,13 @@ class KeyCache:
 
     def authenticate(self, token: str) -> Caller | None:
         """`authenticate` against the database, remembering a valid key for `ttl` seconds."""
+        checked_at = self.clock()  # the window starts before the read, so it never exceeds ttl
         caller = authenticate(self.sessions, token)
         if caller is not None:
             if len(self._known) >= self.max_keys:
                 self._known.clear()  # a bound, not an eviction policy: deployments hold few keys
             digest = hashlib.sha256(token.encode()).digest()
-            self._known[digest] = (caller, self.clock() + self.ttl)
+            self._known[digest] = (caller, checked_at + self.ttl)
         return caller
 
 

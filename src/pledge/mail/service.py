@@ -200,7 +200,12 @@ class Mailer:
         """Send one queued message. Raising fails this attempt, and the job retries."""
         with self.sessions() as session:
             message = session.get(MailMessage, str(payload["message_id"]))
-        if message is None or message.status != MessageStatus.QUEUED.value:
+        if message is None:
+            return
+        if message.status != MessageStatus.QUEUED.value:
+            if message.kind == MessageKind.TRANSACTIONAL.value:
+                # Done before, but the key may have outlived a failure after the send: shred it.
+                self.keyring.destroy_data_key(message.id)
             return
         if message.kind == MessageKind.MARKETING.value:
             self._deliver_marketing(message)

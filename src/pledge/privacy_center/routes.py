@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.datastructures import FormData
 
 from pledge.privacy_center.rules import SESSION_LIFETIME, form_token
 from pledge.privacy_center.service import PreferenceCenter, Visitor
@@ -29,6 +30,21 @@ def center_of(request: Request) -> PreferenceCenter:
 
 
 CenterDep = Annotated[PreferenceCenter, Depends(center_of)]
+
+
+async def small_form(request: Request) -> FormData:
+    """A page's form, read on the event loop; the handlers using it are plain functions, which
+    FastAPI runs in worker threads, so their database work never blocks the loop."""
+    return await request.form(max_fields=5)
+
+
+async def choices_form(request: Request) -> FormData:
+    """The preferences form: one field per choice shown, and its state."""
+    return await request.form(max_fields=MAX_FORM_FIELDS)
+
+
+SmallForm = Annotated[FormData, Depends(small_form)]
+ChoicesForm = Annotated[FormData, Depends(choices_form)]
 
 
 def _gpc(request: Request) -> bool:
@@ -86,10 +102,9 @@ def _choices_page(
 
 
 @pages.post("/preferences/code", response_class=HTMLResponse, summary="Send a one-time code")
-async def send_code(request: Request, center: CenterDep) -> HTMLResponse:
+def send_code(form: SmallForm, center: CenterDep) -> HTMLResponse:
     """Send a 6-digit code to the address in the form (`email`). The answer is the same
     whether or not the address is known to Pledge."""
-    form = await request.form(max_fields=5)
     email = form.get("email")
     if not isinstance(email, str) or len(email) > 320:
         return _render(
@@ -105,10 +120,9 @@ async def send_code(request: Request, center: CenterDep) -> HTMLResponse:
 
 
 @pages.post("/preferences/verify", response_model=None, summary="Check a one-time code")
-async def verify_code(request: Request, center: CenterDep) -> Response:
+def verify_code(request: Request, form: SmallForm, center: CenterDep) -> Response:
     """With the right code (`challenge`, `code`), open a 30-minute session and go to the
     choices; a wrong or expired code counts as one of its 5 attempts."""
-    form = await request.form(max_fields=5)
     challenge, code = form.get("challenge"), form.get("code")
     token = None
     if isinstance(challenge, str) and isinstance(code, str) and len(challenge) <= 36:
@@ -135,11 +149,10 @@ async def verify_code(request: Request, center: CenterDep) -> Response:
 
 
 @pages.post("/preferences", response_model=None, summary="Save privacy choices")
-async def save_choices(request: Request, center: CenterDep) -> Response:
+def save_choices(request: Request, form: ChoicesForm, center: CenterDep) -> Response:
     """Record each choice that changed (method `preferences_page`); back to the page."""
     token = request.cookies.get(COOKIE)
     visitor = center.visitor(token)
-    form = await request.form(max_fields=MAX_FORM_FIELDS)
     if (
         visitor is None
         or token is None
@@ -157,10 +170,9 @@ async def save_choices(request: Request, center: CenterDep) -> Response:
 
 
 @pages.post("/sign-out", response_model=None, summary="End the privacy-center session")
-async def sign_out(request: Request, center: CenterDep) -> Response:
+def sign_out(request: Request, form: SmallForm, center: CenterDep) -> Response:
     """End the session and forget its cookie."""
     token = request.cookies.get(COOKIE)
-    form = await request.form(max_fields=5)
     if token and _form_token_ok(center, token, form.get("form_token")):
         center.sign_out(token)
     response = RedirectResponse("/privacy-center/preferences", status.HTTP_303_SEE_OTHER)

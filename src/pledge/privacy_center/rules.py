@@ -16,6 +16,9 @@ MAX_ATTEMPTS = 5
 """Wrong or right, a code can be tried this many times; then a new one must be asked for."""
 MAX_CODES_PER_HOUR = 5
 """Codes sent to one address in an hour; more requests get the same answer and no mail."""
+MAX_TRIES_PER_HOUR = 10
+"""Code tries for one address in an hour, across all its codes: with 5 codes of 5 tries, a
+guesser would otherwise get 25 tries an hour at one in a million each."""
 SESSION_LIFETIME = dt.timedelta(minutes=30)
 
 

@@ -24,6 +24,7 @@ from pledge.privacy_center.rules import (
     CODE_LIFETIME,
     MAX_ATTEMPTS,
     MAX_CODES_PER_HOUR,
+    MAX_TRIES_PER_HOUR,
     SESSION_LIFETIME,
     ChoiceItem,
     choice_items,
@@ -101,11 +102,15 @@ class PreferenceCenter:
                     EmailChallenge.created_at > now - dt.timedelta(hours=1),
                 )
             )
+            mailed = (recent or 0) < MAX_CODES_PER_HOUR
+            # Over the limit the answer is the same, but no mail goes and the challenge can
+            # never be proven: asking again is no way around the limit on attempts.
+            digest = code_digest(self.secret, challenge_id, code) if mailed else "-" * 64
             session.add(
                 EmailChallenge(
                     id=challenge_id,
                     email_index=index,
-                    code_digest=code_digest(self.secret, challenge_id, code),
+                    code_digest=digest,
                     attempts=0,
                     created_at=now,
                     expires_at=now + CODE_LIFETIME,
@@ -113,7 +118,7 @@ class PreferenceCenter:
                 )
             )
             job_id = None
-            if (recent or 0) < MAX_CODES_PER_HOUR:
+            if mailed:
                 job_id = self.mailer.queue_transactional(
                     session,
                     to=email.strip(),
@@ -138,8 +143,15 @@ class PreferenceCenter:
             if challenge is None:
                 return None
             challenge.attempts += 1
+            tries = session.scalar(
+                select(func.coalesce(func.sum(EmailChallenge.attempts), 0)).where(
+                    EmailChallenge.email_index == challenge.email_index,
+                    EmailChallenge.created_at > now - dt.timedelta(hours=1),
+                )
+            )
             usable = (
-                challenge.verified_at is None
+                int(tries or 0) <= MAX_TRIES_PER_HOUR
+                and challenge.verified_at is None
                 and challenge.attempts <= MAX_ATTEMPTS
                 and _utc(challenge.expires_at) > now
             )
