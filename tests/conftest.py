@@ -38,6 +38,7 @@ from pledge.keyring.tables import KeystoreBase
 from pledge.migrations import upgrade_database
 from pledge.policy import load_policy_file, publish_policy
 from pledge.runtime import Runtime
+from tests.people import collect_ada
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE_POLICY = REPO / "policies" / "reference.yaml"
@@ -315,3 +316,9 @@ def client(mail_runtime: Runtime, services: Services) -> Iterator[TestClient]:
     app = create_app(mail_runtime.settings, mail_runtime, services)
     with TestClient(app, base_url="https://testserver") as test_client:
         yield test_client
+
+
+@pytest.fixture
+def person(services: Services) -> str:
+    """Ada (tests/people.py), collected in the vault: returns her subject ID."""
+    return collect_ada(services)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import logging
 from dataclasses import dataclass
 
@@ -16,6 +18,7 @@ from pledge.consent import AUDIENCE_MAX_BYTES, BannerCors, ConsentLedger
 from pledge.consent import api_routes as consent_routes
 from pledge.consent import banner_routes as cookie_banner
 from pledge.consent import page_routes as consent_pages
+from pledge.datasets import ConnectedDatabases, check_against_policy, load_datasets
 from pledge.jobs import JobQueue, open_transport
 from pledge.jobs import api_routes as job_routes
 from pledge.limits import BodyLimit
@@ -34,6 +37,9 @@ from pledge.policy import (
 )
 from pledge.privacy_center import PreferenceCenter
 from pledge.privacy_center import page_routes as center_pages
+from pledge.privacy_center import request_page_routes as center_request_pages
+from pledge.requests import Fulfilment, RequestDesk
+from pledge.requests import api_routes as request_routes
 from pledge.runtime import Runtime
 from pledge.vault import PersonalDataScanner, Vault
 from pledge.vault import api_routes as vault_routes
@@ -58,6 +64,31 @@ class Services:
     jobs: JobQueue
     mailer: Mailer
     privacy_center: PreferenceCenter
+    requests: RequestDesk
+    fulfilment: Fulfilment
+
+
+class DatasetsNotReady(RuntimeError):
+    """The connected-databases file is invalid or names categories the policy does not."""
+
+
+def connected_databases(settings: Settings) -> ConnectedDatabases | None:
+    """The connected databases `PLEDGE_DATASETS_FILE` declares, or None; raise
+    `DatasetsInvalid` or `DatasetsNotReady`. Masks are keyed by a key derived from the secret
+    key, so the same value masks the same way in every process."""
+    if settings.datasets_file is None:
+        return None
+    file = load_datasets(settings.datasets_file)
+    categories = load_policy_file(settings.policy_file).document.data_categories
+    problems = check_against_policy(file, set(categories))
+    if problems:
+        raise DatasetsNotReady("; ".join(problems))
+    mask_key = hmac.new(
+        settings.secret_key.get_secret_value().encode(),
+        b"pledge connected-database masks",
+        hashlib.sha256,
+    ).digest()
+    return ConnectedDatabases(file, mask_key=mask_key)
 
 
 def build_services(runtime: Runtime) -> Services:
@@ -88,8 +119,35 @@ def build_services(runtime: Runtime) -> Services:
         mailer=mailer,
         secret=settings.secret_key.get_secret_value().encode(),
     )
+    desk = RequestDesk(
+        sessions=runtime.sessions,
+        keyring=runtime.keyring,
+        vault=vault,
+        mailer=mailer,
+        jobs=jobs,
+        public_url=settings.public_url,
+    )
+    fulfilment = Fulfilment(
+        desk=desk,
+        vault=vault,
+        ledger=consent,
+        mailer=mailer,
+        jobs=jobs,
+        connected=connected_databases(settings),
+        webhook_secret=hmac.new(
+            settings.secret_key.get_secret_value().encode(),
+            b"pledge deletion-notice webhooks",
+            hashlib.sha256,
+        ).digest(),
+    )
     return Services(
-        vault=vault, consent=consent, jobs=jobs, mailer=mailer, privacy_center=privacy_center
+        vault=vault,
+        consent=consent,
+        jobs=jobs,
+        mailer=mailer,
+        privacy_center=privacy_center,
+        requests=desk,
+        fulfilment=fulfilment,
     )
 
 
@@ -127,6 +185,7 @@ def create_app(
     app.state.jobs = services.jobs
     app.state.mailer = services.mailer
     app.state.privacy_center = services.privacy_center
+    app.state.requests = services.requests
     app.add_middleware(BodyLimit, larger={"/v1/audiences": AUDIENCE_MAX_BYTES})
     app.add_middleware(AccessLog)
     if settings.banner_origins:
@@ -139,7 +198,9 @@ def create_app(
     app.include_router(mail_routes)
     app.include_router(mail_pages)
     app.include_router(job_routes)
+    app.include_router(request_routes)
     app.include_router(center_pages)
+    app.include_router(center_request_pages)
     app.include_router(page_routes)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and database check")
@@ -161,6 +222,7 @@ def app_from_environment() -> FastAPI:
 
 __all__ = [
     "DatabaseNotReady",
+    "DatasetsNotReady",
     "PolicyInvalid",
     "Services",
     "app_from_environment",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import getpass
 import json
 import sys
@@ -37,6 +38,13 @@ from pledge.policy import (
     render_policy,
     retention_changes,
 )
+from pledge.requests import (
+    ExtensionRefused,
+    IntakeRefused,
+    RequestNotFound,
+    TransitionRefused,
+)
+from pledge.requests import Status as RequestStatus
 from pledge.runtime import Runtime
 from pledge.vault import (
     CollectionRefused,
@@ -65,6 +73,9 @@ jobs_app = typer.Typer(
 subjects_app = typer.Typer(
     help="Read, find and erase subjects (staff, audited).", no_args_is_help=True
 )
+requests_app = typer.Typer(
+    help="Privacy requests: the queue by due date, decisions, records.", no_args_is_help=True
+)
 app.add_typer(policy_app, name="policy")
 app.add_typer(db_app, name="db")
 app.add_typer(apikey_app, name="apikey")
@@ -72,6 +83,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(subjects_app, name="subjects")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(requests_app, name="requests")
 StaffOption = Annotated[
     str, typer.Option("--staff", help="The staff member acting (recorded in the audit log).")
 ]
@@ -221,6 +233,157 @@ def jobs_sweep() -> None:
     with _open_database(_settings()) as runtime:
         count = build_services(runtime).jobs.sweep()
     typer.echo(f"{count} job(s) handed to the queue again")
+
+
+@requests_app.command("list")
+def requests_list(
+    status: Annotated[
+        RequestStatus | None, typer.Option(help="Only requests in this state.")
+    ] = None,
+    open_only: Annotated[bool, typer.Option("--open", help="Only requests not closed.")] = False,
+    overdue: Annotated[bool, typer.Option(help="Only open requests past their due date.")] = False,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 200,
+) -> None:
+    """Requests sorted by due date, soonest first, with overdue flags."""
+    with _open_database(_settings()) as runtime:
+        desk = build_services(runtime).requests
+        today = desk.today()
+        views = desk.queue(
+            status=status, open_only=open_only, overdue_on=today if overdue else None, limit=limit
+        )
+        for view in views:
+            flags = " OVERDUE" if view.overdue(today) else ""
+            if view.acknowledgement_overdue(today):
+                flags += " NOT-ACKNOWLEDGED"
+            typer.echo(
+                f"{view.id}  {view.kind.value:<20} {view.status.value:<21} "
+                f"due {view.due.isoformat()}  {view.regime.value}  "
+                f"{view.channel.value}{flags}"
+            )
+        if not views:
+            typer.echo("no requests")
+
+
+@requests_app.command("show")
+def requests_show(request_id: str) -> None:
+    """A request's state, deadlines and every move of its status (no personal data)."""
+    with _open_database(_settings()) as runtime:
+        desk = build_services(runtime).requests
+        try:
+            view = desk.get(request_id)
+            moves = desk.transitions(request_id)
+        except RequestNotFound:
+            raise _fail("pledge: no request has this ID") from None
+        today = desk.today()
+    typer.echo(f"request {view.id}: {view.kind.value}, {view.status.value}")
+    typer.echo(f"  channel {view.channel.value}, law {view.regime.value}, tier {view.tier.value}")
+    if view.by_agent:
+        typer.echo("  made by an authorized agent")
+    typer.echo(f"  received {view.received_on.isoformat()}")
+    if view.acknowledge_by:
+        done = view.acknowledged_at.date().isoformat() if view.acknowledged_at else "not yet"
+        typer.echo(f"  acknowledge by {view.acknowledge_by.isoformat()} (done: {done})")
+    typer.echo(
+        f"  answer by {view.due.isoformat()}"
+        + (" (extended)" if view.extended else "")
+        + (" OVERDUE" if view.overdue(today) else "")
+    )
+    if view.denial_reason:
+        typer.echo(f"  denied: {view.denial_reason}")
+    if view.outcome:
+        typer.echo(f"  outcome: {json.dumps(view.outcome, sort_keys=True)}")
+    for move in moves:
+        origin = move.from_status.value if move.from_status else "-"
+        note = f"  ({move.note})" if move.note else ""
+        typer.echo(
+            f"  {move.at:%Y-%m-%d %H:%M:%S}Z  {origin} -> {move.to_status.value}  "
+            f"by {move.actor}{note}"
+        )
+
+
+def _request_action(request_id: str, action: str, **arguments: str | None) -> None:
+    with _open_database(_settings()) as runtime:
+        desk = build_services(runtime).requests
+        try:
+            view = getattr(desk, action)(request_id, **arguments)
+        except RequestNotFound:
+            raise _fail("pledge: no request has this ID") from None
+        except (TransitionRefused, ExtensionRefused, IntakeRefused) as error:
+            raise _fail(f"pledge: {error}") from None
+    typer.echo(f"request {view.id}: {view.status.value}, due {view.due.isoformat()}")
+
+
+@requests_app.command("approve")
+def requests_approve(request_id: str, staff: StaffOption) -> None:
+    """Start the work on a verified request that waited for staff approval."""
+    _request_action(request_id, "approve", actor=f"staff:{staff}")
+
+
+@requests_app.command("deny")
+def requests_deny(
+    request_id: str,
+    staff: StaffOption,
+    reason: Annotated[str, typer.Option(help="Told to the person, with how to appeal.")],
+) -> None:
+    """Deny a request; the person is told the reason and how to appeal."""
+    _request_action(request_id, "deny", actor=f"staff:{staff}", reason=reason)
+
+
+@requests_app.command("extend")
+def requests_extend(
+    request_id: str,
+    staff: StaffOption,
+    reason: Annotated[str, typer.Option(help="Why more time is needed; told to the person.")],
+) -> None:
+    """Extend the deadline once, within the first period; the person is told."""
+    _request_action(request_id, "extend", actor=f"staff:{staff}", reason=reason)
+
+
+@requests_app.command("verify")
+def requests_verify(
+    request_id: str,
+    staff: StaffOption,
+    note: Annotated[str, typer.Option(help="How identity was checked (never the values).")],
+    subject: Annotated[
+        str | None, typer.Option(help="The subject ID, for a request that came without e-mail.")
+    ] = None,
+) -> None:
+    """Record that a staff member verified the person (a request by phone or post)."""
+    _request_action(
+        request_id, "staff_verify", actor=f"staff:{staff}", note=note, subject_id=subject
+    )
+
+
+@requests_app.command("acknowledge")
+def requests_acknowledge(
+    request_id: str,
+    staff: StaffOption,
+    note: Annotated[str, typer.Option(help="How it was acknowledged (a letter, a call).")],
+) -> None:
+    """Record that a request received by post or phone was acknowledged by staff."""
+    _request_action(request_id, "acknowledge", actor=f"staff:{staff}", note=note)
+
+
+@requests_app.command("export")
+def requests_export(
+    output: Annotated[Path, typer.Argument(help="The CSV file to write.", dir_okay=False)],
+    since: Annotated[
+        str | None, typer.Option(help="Only requests received on or after this date (YYYY-MM-DD).")
+    ] = None,
+) -> None:
+    """Write the request records (no personal data) as CSV."""
+    try:
+        start = dt.date.fromisoformat(since) if since else None
+    except ValueError:
+        raise _fail("pledge: --since must be a date, YYYY-MM-DD") from None
+    with _open_database(_settings()) as runtime:
+        desk = build_services(runtime).requests
+        rows = 0
+        with output.open("w", encoding="utf-8", newline="") as target:
+            for line in desk.export_csv(since=start):
+                target.write(line)
+                rows += 1
+    typer.echo(f"{rows - 1} request(s) written to {output}")
 
 
 @app.command()

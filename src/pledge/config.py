@@ -75,7 +75,8 @@ class Settings(BaseSettings):
     """Level of Pledge's own log lines. No level ever writes a personal value or an IP address."""
 
     public_url: str = "http://127.0.0.1:8000"
-    """The address people reach Pledge at; used in generated links and in the rendered policy."""
+    """The address people reach Pledge at; used in generated links and in the rendered policy.
+    Its origin is the only one from which a browser may post the privacy center's forms."""
 
     banner_origins: list[Annotated[str, Field(pattern=r"^https?://[^/\s]+$")]] = Field(
         default_factory=list
@@ -156,6 +157,10 @@ class Settings(BaseSettings):
 
     unsubscribe_link_days: int = Field(default=60, ge=30, le=3650)
     """How long a marketing message's unsubscribe link keeps working (at least 30 days)."""
+
+    datasets_file: Path | None = None
+    """The connected-databases file (docs/datasets.md): external tables that access, correction
+    and deletion requests reach. None: requests reach Pledge's vault only."""
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Self:

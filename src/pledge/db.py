@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
+import sqlalchemy.exc
 from sqlalchemy import Connection, Engine, MetaData, create_engine, event
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 NAMING_CONVENTION = {
@@ -85,6 +88,51 @@ Outcome = TypeVar("Outcome")
 log = logging.getLogger(__name__)
 
 
+class BatchFailed(Exception):
+    """Raised by a group commit's `run_batch`, chained from the failure (`raise BatchFailed()
+    from failure`), when the failure is no item's doing: the database was unreachable, or the
+    policy could not be read, before any item ran. Every item of the batch then fails with
+    (a copy of) the failure, and none runs again."""
+
+
+class GroupCommitClosed(RuntimeError):
+    """The group commit was shut down: the item was not committed, and will not be."""
+
+
+def blames_no_item(failure: BaseException) -> bool:
+    """Whether a batch's failure is the database's rather than any item's: a lost or refused
+    connection, a lock or statement timeout, a deadlock. Running the items again, alone or in
+    halves, would only meet it again (or make it worse), so the whole batch fails with it."""
+    return isinstance(
+        failure,
+        BatchFailed
+        | OperationalError
+        | InterfaceError
+        | DisconnectionError
+        | sqlalchemy.exc.TimeoutError
+        | TimeoutError
+        | ConnectionError,
+    )
+
+
+def own_copy(failure: Exception) -> Exception:
+    """A new exception of the same type and arguments as `failure`, caused by it.
+
+    An exception instance is raised in one place only: raising it again (in each of the tasks
+    waiting on one batch) would grow its traceback and rewrite its context in every one of them.
+    The copy is made without calling the type's `__init__` (whose signature may differ from
+    its `args`); a type that cannot be copied that way is wrapped in a `RuntimeError`."""
+    kind = type(failure)
+    try:
+        copied: Exception = kind.__new__(kind, *failure.args)
+        copied.args = failure.args
+        copied.__dict__.update(failure.__dict__)
+    except Exception:  # noqa: BLE001 - an exotic exception type: say what it was instead
+        copied = RuntimeError(f"{kind.__name__}: {failure}")
+    copied.__cause__ = failure
+    return copied
+
+
 class GroupCommit(Generic[Item, Outcome]):
     """Group commit: units of work submitted from many requests at once share one transaction.
 
@@ -95,10 +143,18 @@ class GroupCommit(Generic[Item, Outcome]):
     is durable, and concurrent writers share one commit (one fsync) instead of queueing for
     one each. Alone, an item is a batch of one: no waiting for company.
 
-    `run_batch` must raise only when nothing of the batch was committed; then each item is run
-    again in a batch of its own, so one bad item cannot fail the others. An unknown outcome
-    (the commit itself failed) must be returned as every item's exception, never raised. The
-    thread starts on the first submission and ends after `idle` seconds with nothing to do.
+    `run_batch` must raise only when nothing of the batch was committed. A failure that blames
+    no item (`blames_no_item`: the database unreachable, a lock timeout, or `BatchFailed`
+    raised by `run_batch`) fails every item of the batch with it. Any other failure may be one
+    item's doing: the batch is cut in halves, each run again on its own, down to the item that
+    fails alone, so one bad item among n costs about 2 log2(n) more batches and never fails the
+    others. An unknown outcome (the commit itself failed) must be returned as every item's
+    exception, never raised. Each waiting caller gets an exception of its own (`own_copy`),
+    never one instance shared between tasks.
+
+    The thread starts on the first submission and ends after `idle` seconds with nothing to do.
+    `close` drains the queue at shutdown: what waits is committed, and what cannot be in time
+    fails with `GroupCommitClosed`; nothing is accepted after it.
     """
 
     def __init__(
@@ -116,6 +172,8 @@ class GroupCommit(Generic[Item, Outcome]):
         self._queue: list[tuple[Item, Future[Outcome]]] = []
         self._wakeup = threading.Condition()
         self._running = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
 
     def submit(self, item: Item) -> Future[Outcome]:
         """Queue `item`; its future completes once its batch has committed (or failed). A
@@ -124,23 +182,51 @@ class GroupCommit(Generic[Item, Outcome]):
 
     def submit_many(self, items: Sequence[Item]) -> list[Future[Outcome]]:
         """Queue `items` together, in order: they share a batch when no more than `max_batch`
-        items wait."""
+        items wait. `GroupCommitClosed` once `close` was called."""
         futures: list[Future[Outcome]] = [Future() for _ in items]
         with self._wakeup:
+            if self._closed:
+                raise GroupCommitClosed(f"{self.name} is shut down: nothing more is committed")
             self._queue.extend(zip(items, futures, strict=True))
             if self._running:
                 self._wakeup.notify()
             else:
                 self._running = True
-                threading.Thread(target=self._serve, name=self.name, daemon=True).start()
+                self._thread = threading.Thread(target=self._serve, name=self.name, daemon=True)
+                self._thread.start()
         return futures
+
+    def close(self, timeout: float = 30.0) -> int:
+        """Shut down: refuse new items, commit the ones waiting, and fail those still waiting
+        after `timeout` seconds with `GroupCommitClosed`; how many failed so. A batch running
+        when the time runs out goes on to its end (its outcome is not ours to invent): its
+        callers are answered by it."""
+        with self._wakeup:
+            self._closed = True
+            self._wakeup.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        with self._wakeup:
+            abandoned = self._queue[:]
+            self._queue.clear()
+        failed = 0
+        for _, future in abandoned:
+            if future.set_running_or_notify_cancel():
+                future.set_exception(
+                    GroupCommitClosed(f"{self.name} shut down before this item was committed")
+                )
+                failed += 1
+        if failed:
+            log.warning("%s: shut down with %d items not committed", self.name, failed)
+        return failed
 
     def _serve(self) -> None:
         batch: list[tuple[Item, Future[Outcome]]] = []
         try:
             while True:
                 with self._wakeup:
-                    if not self._queue:
+                    if not self._queue and not self._closed:
                         self._wakeup.wait(self.idle)
                     if not self._queue:
                         self._running = False
@@ -163,16 +249,24 @@ class GroupCommit(Generic[Item, Outcome]):
 
     def _commit(self, batch: list[tuple[Item, Future[Outcome]]]) -> None:
         try:
-            outcomes = self.run_batch([item for item, _ in batch])
+            outcomes: Sequence[Outcome | Exception] = self.run_batch([item for item, _ in batch])
         except Exception as failure:  # noqa: BLE001 - whatever it was, nothing was committed
-            if len(batch) > 1:
-                log.warning("%s: a batch of %d failed; each item runs alone", self.name, len(batch))
-                for one in batch:
-                    self._commit([one])
+            if len(batch) > 1 and not blames_no_item(failure):
+                half = len(batch) // 2
+                log.warning(
+                    "%s: a batch of %d failed (%s); running its halves apart",
+                    self.name,
+                    len(batch),
+                    type(failure).__name__,
+                )
+                self._commit(batch[:half])
+                self._commit(batch[half:])
                 return
-            outcomes = [failure]
+            cause = failure.__cause__ if isinstance(failure, BatchFailed) else failure
+            outcomes = [cause if isinstance(cause, Exception) else failure] * len(batch)
+        shared = Counter(id(o) for o in outcomes if isinstance(o, Exception))
         for (_, future), outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, Exception):
-                future.set_exception(outcome)
+                future.set_exception(own_copy(outcome) if shared[id(outcome)] > 1 else outcome)
             else:
                 future.set_result(outcome)

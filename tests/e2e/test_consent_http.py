@@ -129,3 +129,31 @@ def test_an_audience_for_an_unknown_purpose_is_refused(
 
 def test_the_site_says_it_honors_gpc(client: TestClient) -> None:
     assert client.get("/.well-known/gpc.json").json() == {"gpc": True, "lastUpdate": "2026-11-01"}
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["news\x00letter", "newsletter\n", "x" * 201, ""],
+    ids=["nul", "control character", "over long", "empty"],
+)
+def test_a_choice_whose_source_no_column_could_hold_is_refused_before_it_reaches_a_batch(
+    client: TestClient, runtime: Runtime, subject: str, source: str
+) -> None:
+    headers = api_headers(runtime, "consent:write", "consent:read")
+    body = {
+        "purpose": "marketing.communications.email",
+        "action": "grant",
+        "method": "double_opt_in",
+        "source": source,
+        "notice_sha256": "d" * 64,
+    }
+    ledger = client.app.state.consent  # type: ignore[attr-defined]
+    batches: list[int] = []
+    run = ledger._writer.run_batch
+    ledger._writer.run_batch = lambda batch: batches.append(len(batch)) or run(batch)
+    answer = client.post(f"/v1/subjects/{subject}/consent", json=body, headers=headers)
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["loc"] == ["body", "source"]
+    assert batches == []  # refused by the route: no batch ever saw it
+    history = client.get(f"/v1/subjects/{subject}/consent", headers=headers).json()["history"]
+    assert history == []

@@ -267,3 +267,82 @@ def test_tries_are_limited_per_address_across_codes(
         follow_redirects=False,
     )
     assert late.status_code == 400, "ten tries in the hour are spent: even the right code fails"
+
+
+SAME_SITE = "https://privacy.example.test"
+"""The origin of `PLEDGE_PUBLIC_URL` in the test settings."""
+
+
+def _challenges(mail_runtime: Runtime) -> list[EmailChallenge]:
+    with mail_runtime.sessions() as session:
+        return list(session.scalars(select(EmailChallenge)))
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://attacker.example"},
+        {"Origin": "null"},
+        {"Origin": "null", "Sec-Fetch-Site": "cross-site"},
+        {"Origin": "http://privacy.example.test"},  # another scheme is another origin
+        {"Origin": "https://privacy.example.test:8443"},
+        {"Referer": "https://attacker.example/login-csrf.html"},
+        {"Origin": "https://attacker.example", "Referer": f"{SAME_SITE}/privacy-center"},
+    ],
+)
+def test_a_form_on_another_site_can_neither_ask_for_a_code_nor_sign_anyone_in(
+    client: TestClient,
+    services: Services,
+    inbox: SmtpInbox,
+    mail_runtime: Runtime,
+    headers: dict[str, str],
+) -> None:
+    asked = client.post(
+        "/privacy-center/preferences/code", data={"email": ADDRESS}, headers=headers
+    )
+    assert asked.status_code == 403
+    assert _challenges(mail_runtime) == []
+    services.jobs.drain()
+    assert inbox.messages == []
+
+    # The attacker proves their own address, then makes the victim's browser post the code.
+    _, challenge, _ = ask_code(client, ADDRESS)
+    code = code_in(inbox, services)
+    forged = client.post(
+        "/privacy-center/preferences/verify",
+        data={"challenge": challenge, "code": code},
+        headers=headers,
+        follow_redirects=False,
+    )
+    assert forged.status_code == 403
+    assert "set-cookie" not in forged.headers
+    (row,) = _challenges(mail_runtime)
+    assert row.attempts == 0, "a refused post is no attempt"
+    assert row.verified_at is None
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": SAME_SITE},
+        {"Origin": "HTTPS://Privacy.Example.Test:443"},
+        {"Referer": f"{SAME_SITE}/privacy-center/preferences"},
+        {"Origin": "null", "Sec-Fetch-Site": "same-origin"},  # a no-referrer page of our own
+        {},  # not a browser: neither header
+    ],
+)
+def test_the_privacy_centers_own_pages_and_other_clients_sign_in_as_before(
+    client: TestClient, services: Services, inbox: SmtpInbox, person: str, headers: dict[str, str]
+) -> None:
+    page = client.post("/privacy-center/preferences/code", data={"email": ADDRESS}, headers=headers)
+    assert page.status_code == 200
+    match = re.search(r'name="challenge" value="([0-9a-f-]{36})"', page.text)
+    assert match
+    answer = client.post(
+        "/privacy-center/preferences/verify",
+        data={"challenge": match.group(1), "code": code_in(inbox, services)},
+        headers=headers,
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+    assert "pledge_session=" in answer.headers["set-cookie"]

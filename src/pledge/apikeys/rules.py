@@ -17,6 +17,8 @@ FIXED_SCOPES = {
     "mail:send": "send marketing e-mail (each message is checked again right before sending)",
     "jobs:read": "see background jobs: their state, attempts and last error",
     "jobs:write": "retry a background job that failed",
+    "requests:read": "see privacy requests, their deadlines and history, and export the records",
+    "requests:write": "receive privacy requests and verify, approve, deny or extend them",
 }
 """Scopes that are not about a purpose, with what each lets a key do."""
 

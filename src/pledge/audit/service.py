@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Table, Update, bindparam, insert, select, update
+from sqlalchemy import Select, Table, Update, bindparam, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import ReturningUpdate
 
@@ -91,6 +91,24 @@ def reserve_chain(session: Session, head: type[ChainHeadColumns], count: int) ->
     return bumped.seq - count + 1, bumped.hash
 
 
+def lock_chain(session: Session, head: type[ChainHeadColumns]) -> None:
+    """Lock a chain's head row, in `session`'s transaction, before reading what the next links
+    depend on (a check of the state they change): a concurrent appender waits here, not after
+    its check, so no two transactions both pass a check made on a state the other is changing.
+    `reserve_chain` later in the same transaction finds the row already locked. (On SQLite the
+    transaction holds the database's write lock from its start: FOR UPDATE is not needed.)"""
+    built = _LOCK_STATEMENTS.get(head)
+    if built is None:
+        table = cast("Table", head.__table__)  # type: ignore[attr-defined]  # a mixin, as below
+        built = _LOCK_STATEMENTS[head] = (
+            select(table.c.seq).where(table.c.id == HEAD_ID).with_for_update()
+        )
+    session.execute(built)
+
+
+_LOCK_STATEMENTS: dict[type[ChainHeadColumns], Select[Any]] = {}
+
+
 def advance_chain(session: Session, head: type[ChainHeadColumns], last_hash: str) -> None:
     """Record the hash of the last link appended after `reserve_chain`."""
     session.execute(_head_statements(head)[1], {"last_hash": last_hash})
@@ -167,3 +185,24 @@ def entries_for(sessions: sessionmaker[Session], subject_id: str) -> list[AuditE
                 .order_by(AuditEntry.seq)
             )
         )
+
+
+def recent_entries(
+    sessions: sessionmaker[Session],
+    *,
+    before: int | None = None,
+    action: str | None = None,
+    subject_id: str | None = None,
+    limit: int = 100,
+) -> list[AuditEntry]:
+    """Entries newest first, older than `before` (a sequence number) if given, optionally of
+    one action or about one subject: a page of the log for staff to read."""
+    query = select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(limit)
+    if before is not None:
+        query = query.where(AuditEntry.seq < before)
+    if action:
+        query = query.where(AuditEntry.action == action)
+    if subject_id:
+        query = query.where(AuditEntry.subject_id == subject_id)
+    with sessions() as session:
+        return list(session.scalars(query))

@@ -5,10 +5,26 @@ from pledge.consent.banner import banner as banner_routes
 from pledge.consent.routes import AUDIENCE_MAX_BYTES
 from pledge.consent.routes import api as api_routes
 from pledge.consent.routes import pages as page_routes
-from pledge.consent.rules import Action, Choice, ConsentEvent, Decision, DecisionTable, Method, fold
+from pledge.consent.rules import (
+    AFFIRMATIVE_OPT_IN,
+    Action,
+    Choice,
+    ConsentEvent,
+    Decision,
+    DecisionTable,
+    Method,
+    fold,
+)
 from pledge.consent.service import ChoiceToRecord, ConsentLedger, ConsentRefused, RepromptBlocked
+from pledge.consent.visitors import (
+    CookieChoices,
+    PolicyVersionChanged,
+    cookie_choices_of,
+    record_cookie_choices,
+)
 
 __all__ = [
+    "AFFIRMATIVE_OPT_IN",
     "AUDIENCE_MAX_BYTES",
     "Action",
     "BannerCors",
@@ -17,12 +33,16 @@ __all__ = [
     "ConsentEvent",
     "ConsentLedger",
     "ConsentRefused",
+    "CookieChoices",
     "Decision",
     "DecisionTable",
     "Method",
+    "PolicyVersionChanged",
     "RepromptBlocked",
     "api_routes",
     "banner_routes",
+    "cookie_choices_of",
     "fold",
     "page_routes",
+    "record_cookie_choices",
 ]

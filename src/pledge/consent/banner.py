@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from pledge.consent import visitors
 from pledge.consent.routes import GpcHeader, Key, LedgerDep, SubjectId, _answers_for_consent_errors
 from pledge.consent.rules import (
     CookieChoiceInvalid,
@@ -24,7 +25,7 @@ from pledge.consent.rules import (
     notice_digest,
     sells_or_shares,
 )
-from pledge.consent.service import PolicyVersionChanged
+from pledge.consent.visitors import PolicyVersionChanged
 from pledge.policy.document import ConsentRequirement, GpcAnswer, PolicyDocument
 from pledge.runtime import Runtime, runtime_of
 
@@ -188,7 +189,8 @@ def record_cookie_choices(
     """One grant or withdrawal per purpose of each category that can be refused, in one
     transaction, proven by the banner's notice; no IP address or other request detail is kept."""
     with _answers_for_banner_errors():
-        recorded = ledger.record_cookie_choices(
+        recorded = visitors.record_cookie_choices(
+            ledger,
             body.consent_id,
             body.choices,
             policy_version=body.policy_version,
@@ -211,7 +213,7 @@ def record_cookie_choices(
 def read_cookie_choices(consent_id: SubjectId, ledger: LedgerDep) -> VisitorChoicesOut:
     """The visitor's current choice per category; `404` for an unknown consent ID."""
     with _answers_for_banner_errors():
-        found = ledger.cookie_choices_of(consent_id)
+        found = visitors.cookie_choices_of(ledger, consent_id)
     return VisitorChoicesOut(
         consent_id=found.consent_id,
         policy_version=found.policy_version,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 from starlette.concurrency import run_in_threadpool
@@ -15,14 +15,33 @@ from starlette.concurrency import run_in_threadpool
 from pledge.apikeys import Caller, require_scope
 from pledge.consent.rules import Action, Decision, Method
 from pledge.consent.service import ChoiceToRecord, ConsentLedger, ConsentRefused, RepromptBlocked
+from pledge.db import GroupCommitClosed
 from pledge.policy.document import GpcAnswer
 from pledge.vault import IdentityKind, UnknownPurpose, Vault, answers_for_vault_errors
 
-api = APIRouter(prefix="/v1", tags=["consent"])
+
+@asynccontextmanager
+async def _drain_on_shutdown(app: FastAPI) -> AsyncIterator[None]:
+    """The app's lifespan, as far as consent is concerned: when the server stops, the consent
+    writes and decisions still waiting for their group commit are committed (or, past 30
+    seconds, refused with an error) before the process goes."""
+    yield
+    ledger = getattr(app.state, "consent", None)
+    if isinstance(ledger, ConsentLedger):
+        await run_in_threadpool(ledger.close)
+
+
+api = APIRouter(prefix="/v1", tags=["consent"], lifespan=_drain_on_shutdown)
 
 Key = Annotated[
     str, StringConstraints(strict=True, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")
 ]
+Label = Annotated[
+    str,
+    StringConstraints(strict=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$"),
+]
+"""Free text of one line (a source's name): no NUL, no other control character, which no
+database column should hold (PostgreSQL refuses NUL outright)."""
 SubjectId = Annotated[
     str,
     StringConstraints(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
@@ -37,7 +56,7 @@ class ChoiceIn(BaseModel):
     purpose: Key
     action: Action
     method: Method
-    source: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=200)]
+    source: Label
     notice_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
     """SHA-256 (hex) of the notice text the person saw when choosing."""
     expires_at: AwareDatetime | None = None
@@ -134,6 +153,10 @@ def _answers_for_consent_errors() -> Iterator[None]:
             ) from None
         except RepromptBlocked as blocked:
             raise HTTPException(status.HTTP_409_CONFLICT, detail=str(blocked)) from None
+        except GroupCommitClosed:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, detail="the server is shutting down"
+            ) from None
 
 
 @api.post(

@@ -46,6 +46,24 @@ class Method(enum.StrEnum):
     PARENT = "parent"
     PREFERENCES_PAGE = "preferences_page"
     COOKIE_BANNER = "cookie_banner"
+    PRIVACY_REQUEST = "privacy_request"
+    """An opt-out request (sale and sharing, sensitive data, all marketing) to the privacy team."""
+
+
+AFFIRMATIVE_OPT_IN = frozenset(
+    {
+        Method.FORM_CHECKBOX,
+        Method.DOUBLE_OPT_IN,
+        Method.PREFERENCES_PAGE,
+        Method.STAFF_ENTRY,
+        Method.PARENT,
+    }
+)
+"""The methods by which a grant is a fresh, affirmative act of the person: ticking a box,
+confirming a double opt-in link, switching a choice on in the privacy center, telling staff
+(who record it), or a parent consenting for their child. A grant by the cookie banner (a
+browser's answer about cookies, not a person's about e-mail), by Global Privacy Control or by a
+one-click unsubscribe (signals that only ever refuse) is none."""
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,18 @@
-"""Consent use cases: record a choice, read the choices, decide, verify and rebuild; and the
-cookie banner's: record a visitor's choice of cookie categories and read it back."""
+"""Consent use cases: record a choice, read the choices, decide, verify and rebuild. (The
+cookie banner's visitors, whose choices the same ledger keeps, are in `visitors.py`.)"""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import cast
 
 from sqlalchemy import Table, bindparam, delete, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from pledge.audit import Act, advance_chain, record_many, reserve_chain
+from pledge.audit import Act, advance_chain, lock_chain, record_many, reserve_chain
 from pledge.consent.rules import (
     Action,
     Choice,
@@ -22,22 +21,17 @@ from pledge.consent.rules import (
     DecisionTable,
     Method,
     audience_filter,
-    cookie_choices,
-    cookie_notice,
-    cookie_state,
     event_hash,
     first_break,
     fold,
-    notice_digest,
     reprompt_blocked_until,
 )
 from pledge.consent.tables import ConsentChoice, ConsentEventRow, ConsentHead, ConsentVisitor
-from pledge.db import GroupCommit
+from pledge.db import BatchFailed, GroupCommit
 from pledge.policy import LoadedPolicy, policy_in_force
 from pledge.policy.document import GpcAnswer, LegalBasis
 from pledge.vault import (
     NoPolicyInForce,
-    SubjectNotFound,
     UnknownPurpose,
     all_live_subjects,
     check_live_subject,
@@ -54,12 +48,6 @@ class RepromptBlocked(ValueError):
     """An opt-in Pledge prompted for, within 12 months of an opt-out of sale or sharing."""
 
 
-class PolicyVersionChanged(ValueError):
-    """A cookie choice made under another policy version than the one in force."""
-
-
-COOKIE_BANNER = "cookie banner"
-"""The source of every event the cookie banner records, and the actor of their audit entries."""
 NO_NOTICE = "0" * 64
 """The notice digest of a Global Privacy Control signal, which is shown no notice."""
 
@@ -76,20 +64,6 @@ class ChoiceToRecord:
     notice_sha256: str
     expires_at: dt.datetime | None = None
     prompted_by_pledge: bool = False
-
-
-@dataclass(frozen=True)
-class CookieChoices:
-    """A visitor's choice per cookie category under a policy version."""
-
-    consent_id: str
-    policy_version: str
-    choices: dict[str, bool]
-    gpc_honored: bool = False
-    """The visitor's Global Privacy Control signal refused the categories that sell or share."""
-    reprompt_blocked_until: dict[str, dt.datetime] = field(default_factory=dict)
-    """Refused categories that sell or share, which Pledge may not itself ask about again
-    before the time given."""
 
 
 _tables: dict[str, DecisionTable] = {}
@@ -112,9 +86,41 @@ class ConsentLedger:
         now = now or dt.datetime.now(dt.UTC)
         policy = self._policy()
         with self.sessions() as session, session.begin():
-            return self._record_in(session, policy, choices, actor=actor, now=now)
+            return self.record_in(session, policy, choices, actor=actor, now=now)
 
-    def _record_in(
+    def withdraw(
+        self,
+        subject_id: str,
+        purposes: Sequence[str],
+        *,
+        method: Method,
+        source: str,
+        notice_sha256: str,
+        actor: str,
+    ) -> list[int]:
+        """Withdraw each of `purposes` that the person has not withdrawn already, in one
+        transaction; the seqs recorded. The current state is read under the ledger's lock, so
+        the same withdrawal asked several times at once (a link clicked twice) is recorded once,
+        and asked again later records nothing."""
+        now = dt.datetime.now(dt.UTC)
+        policy = self._policy()
+        with self.sessions() as session, session.begin():
+            lock_chain(session, ConsentHead)
+            current = current_choices(session, subject_id)
+            to_withdraw = [
+                purpose
+                for purpose in dict.fromkeys(purposes)
+                if purpose not in current or current[purpose].granted
+            ]
+            if not to_withdraw:
+                return []
+            choices = [
+                ChoiceToRecord(subject_id, purpose, Action.WITHDRAW, method, source, notice_sha256)
+                for purpose in to_withdraw
+            ]
+            return self.record_in(session, policy, choices, actor=actor, now=now)
+
+    def record_in(
         self,
         session: Session,
         policy: LoadedPolicy,
@@ -123,6 +129,9 @@ class ConsentLedger:
         actor: str,
         now: dt.datetime,
     ) -> list[int]:
+        """`record`, in the caller's transaction, under `policy` (the one in force)."""
+        # The ledger's head is locked before any check reads the state the choices change.
+        lock_chain(session, ConsentHead)
         events = [self._checked(session, policy, choice, now) for choice in choices]
         seqs = self._append(session, events)
         record_many(session, _recorded_acts(actor, events, seqs), now=now)
@@ -151,7 +160,7 @@ class ConsentLedger:
                 f"'{choice.purpose}' rests on {purpose.legal_basis.value}: it asks for no consent"
             )
         if choice.action is Action.GRANT and choice.prompted_by_pledge:
-            history = self._events(session, choice.subject_id)
+            history = events_of(session, choice.subject_id)
             until = reprompt_blocked_until(history, choice.purpose, purpose.sale or purpose.sharing)
             if until is not None and now < until:
                 raise RepromptBlocked(
@@ -217,7 +226,7 @@ class ConsentLedger:
         with self.sessions() as session, session.begin():
             _check_chooser(session, subject_id)
             record_many(session, [Act(actor, "consent.read", subject_id, None, {})])
-            return _choices(session, subject_id), self._events(session, subject_id)
+            return current_choices(session, subject_id), events_of(session, subject_id)
 
     def gpc_is_honored(self) -> bool:
         """Whether the policy in force answers Global Privacy Control with an opt-out."""
@@ -227,12 +236,12 @@ class ConsentLedger:
     def choices(self, subject_id: str) -> dict[str, Choice]:
         """The subject's current choice per purpose (from the state the ledger keeps)."""
         with self.sessions() as session:
-            return _choices(session, subject_id)
+            return current_choices(session, subject_id)
 
     def history(self, subject_id: str) -> list[ConsentEvent]:
         """Every consent event of the subject, oldest first."""
         with self.sessions() as session:
-            return self._events(session, subject_id)
+            return events_of(session, subject_id)
 
     def decide(
         self,
@@ -279,15 +288,23 @@ class ConsentLedger:
         asked = _Deciding(subject_id, purpose, tuple(categories), actor, recipient)
         return cast("Decision", await asyncio.wrap_future(self._writer.submit(asked)))
 
+    def close(self, timeout: float = 30.0) -> int:
+        """Shut down the group commit of `arecord` and `adecide`: what waits is committed, what
+        cannot be within `timeout` seconds fails (`GroupCommitClosed`); how many failed so."""
+        return self._writer.close(timeout)
+
     def _commit_batch(self, batch: Sequence[_Recording | _Deciding]) -> list[object]:
         """Run recordings and decisions in one transaction, in the order submitted; see
         `GroupCommit` for what raising means.
 
-        Each item is checked before it writes anything, and a refusal (unknown purpose, unknown
-        or erased subject, consent refused, re-prompt blocked) is that item's outcome alone. The
-        recordings' events are appended together, and all audit entries at the end, in the
-        items' order; an item about a person whose events wait is run after they are appended,
-        so every item sees what the earlier ones wrote. Every act of the batch has one time.
+        A batch that records anything first locks the ledger's head, so no other writer changes
+        the state its checks read. Failing before any item runs (the policy or the lock out of
+        reach) fails the batch (`BatchFailed`). Each item is checked before it writes anything,
+        and a refusal (unknown purpose, unknown or erased subject, consent refused, re-prompt
+        blocked) is that item's outcome alone. The recordings' events are appended together, and
+        all audit entries at the end, in the items' order; an item about a person whose events
+        wait is run after they are appended, so every item sees what the earlier ones wrote.
+        Every act of the batch has one time.
         """
         now = dt.datetime.now(dt.UTC)
         outcomes: list[object] = [None] * len(batch)
@@ -296,8 +313,13 @@ class ConsentLedger:
         with self.sessions() as session:
             transaction = session.begin()
             try:
-                policy = self._policy_in(session)
-                table = self._table(policy)
+                try:
+                    policy = self._policy_in(session)
+                    table = self._table(policy)
+                    if any(isinstance(item, _Recording) for item in batch):
+                        lock_chain(session, ConsentHead)
+                except Exception as failure:
+                    raise BatchFailed("the batch could not start") from failure
 
                 def append_waiting() -> None:
                     events = [event for _, checked in waiting for event in checked]
@@ -445,77 +467,6 @@ class ConsentLedger:
             actor=actor,
         )
 
-    def record_cookie_choices(
-        self,
-        consent_id: str | None,
-        chosen: Mapping[str, bool],
-        *,
-        policy_version: str,
-        gpc: bool,
-        prompted: bool,
-        now: dt.datetime | None = None,
-    ) -> CookieChoices:
-        """Record a visitor's answer to the cookie banner: a grant or withdrawal of every purpose
-        of each category that can be refused, proven by the banner's notice, in one transaction.
-
-        An unknown (or absent) `consent_id` gets a new visitor with a random ID. `gpc` is the
-        visitor's Global Privacy Control signal; when the policy honors it, the categories that
-        sell or share are refused by method `gpc`. `prompted` says the banner appeared on its own
-        (Pledge asked) rather than being opened by the visitor. Raises `PolicyVersionChanged`
-        when the visitor chose under another version than the one in force, `CookieChoiceInvalid`
-        for an unknown category, a missing one, or a refused strictly necessary one.
-        """
-        now = now or dt.datetime.now(dt.UTC)
-        policy = self._policy()
-        document = policy.document
-        if policy_version != document.version:
-            raise PolicyVersionChanged(
-                f"the choice was made under policy {policy_version}; {document.version} is in "
-                "force: ask again"
-            )
-        honored = gpc and document.signals.global_privacy_control is (
-            GpcAnswer.OPT_OUT_OF_SALE_AND_SHARING
-        )
-        states, purposes = cookie_choices(document, chosen, gpc=honored)
-        notice = notice_digest(cookie_notice(document))
-        with self.sessions() as session, session.begin():
-            if consent_id is None or session.get(ConsentVisitor, consent_id) is None:
-                consent_id = str(uuid.uuid4())
-                session.add(ConsentVisitor(id=consent_id, created_at=now))
-                session.flush()
-            to_record = [
-                ChoiceToRecord(
-                    consent_id,
-                    choice.purpose,
-                    choice.action,
-                    choice.method,
-                    COOKIE_BANNER,
-                    NO_NOTICE if choice.method is Method.GPC else notice,
-                    prompted_by_pledge=prompted,
-                )
-                for choice in purposes
-            ]
-            self._record_in(session, policy, to_record, actor=COOKIE_BANNER, now=now)
-        return CookieChoices(consent_id, document.version, states, gpc_honored=honored)
-
-    def cookie_choices_of(
-        self, consent_id: str, *, now: dt.datetime | None = None
-    ) -> CookieChoices:
-        """A visitor's current choice per cookie category, from the ledger, and the refused
-        categories Pledge may not ask about again yet. `SubjectNotFound` for an unknown visitor."""
-        now = now or dt.datetime.now(dt.UTC)
-        document = self._policy().document
-        with self.sessions() as session:
-            if session.get(ConsentVisitor, consent_id) is None:
-                raise SubjectNotFound(consent_id)
-            states, blocked = cookie_state(
-                document,
-                _choices(session, consent_id),
-                self._events(session, consent_id),
-                now=now,
-            )
-        return CookieChoices(consent_id, document.version, states, reprompt_blocked_until=blocked)
-
     def verify(self) -> int | None:
         """The seq of the first event whose chain link or content does not hold, or None."""
         with self.sessions() as session:
@@ -555,14 +506,6 @@ class ConsentLedger:
                     )
                 )
             return same
-
-    def _events(self, session: Session, subject_id: str) -> list[ConsentEvent]:
-        rows = session.scalars(
-            select(ConsentEventRow)
-            .where(ConsentEventRow.subject_id == subject_id)
-            .order_by(ConsentEventRow.seq)
-        ).all()
-        return [_event(row) for row in rows]
 
     def _policy(self) -> LoadedPolicy:
         with self.sessions() as session:
@@ -615,7 +558,7 @@ def _decided(
     decision = table.decide(
         asked.purpose,
         asked.categories,
-        _choices(session, asked.subject_id),
+        current_choices(session, asked.subject_id),
         now=now,
         recipient=asked.recipient,
         gpc=gpc,
@@ -655,7 +598,7 @@ def _check_chooser(session: Session, subject_id: str) -> bool:
 # The statements on every write's and decision's path, built once: building a statement costs
 # more than running it (SQLAlchemy caches the compiled form, not the statement object). They
 # are table statements, not ORM ones, so no ORM object of these rows is ever held in a session
-# that could go stale: the state is read as plain rows too (`_choices`).
+# that could go stale: the state is read as plain rows too (`current_choices`).
 _EVENTS_TABLE = cast("Table", ConsentEventRow.__table__)
 _CHOICES_TABLE = cast("Table", ConsentChoice.__table__)
 _INSERT_EVENTS = insert(_EVENTS_TABLE)
@@ -675,7 +618,8 @@ _CHOICES_OF = select(
 _IS_VISITOR = select(ConsentVisitor.id).where(ConsentVisitor.id == bindparam("visitor_id"))
 
 
-def _choices(session: Session, subject_id: str) -> dict[str, Choice]:
+def current_choices(session: Session, subject_id: str) -> dict[str, Choice]:
+    """The subject's current choice per purpose, read in `session`."""
     rows = session.execute(_CHOICES_OF, {"subject_id": subject_id})
     return {
         r.purpose: Choice(
@@ -687,6 +631,16 @@ def _choices(session: Session, subject_id: str) -> dict[str, Choice]:
         )
         for r in rows
     }
+
+
+def events_of(session: Session, subject_id: str) -> list[ConsentEvent]:
+    """Every consent event of the subject, oldest first, read in `session`."""
+    rows = session.scalars(
+        select(ConsentEventRow)
+        .where(ConsentEventRow.subject_id == subject_id)
+        .order_by(ConsentEventRow.seq)
+    ).all()
+    return [_event(row) for row in rows]
 
 
 def _utc(moment: dt.datetime) -> dt.datetime:

@@ -116,7 +116,14 @@ class JobQueue:
             except Exception as error:  # noqa: BLE001 - the next round tries again
                 log.warning("chore %s failed: %s", name, error_summary(error))
 
-        self.transport.periodic_task(crontab(minute=f"*/{minutes}"), name=name)(run_chore)
+        if minutes < 60:
+            schedule = crontab(minute=f"*/{minutes}")
+        elif minutes % 60 == 0 and minutes <= 24 * 60:
+            # A cron minute field stops at 59: "*/1440" would mean every hour, at minute 0.
+            schedule = crontab(minute="0", hour=f"*/{minutes // 60}")
+        else:
+            raise ValueError("a chore runs every 1 to 59 minutes or every 1 to 24 whole hours")
+        self.transport.periodic_task(schedule, name=name)(run_chore)
 
     # --- Adding -------------------------------------------------------------------------------
 

@@ -67,7 +67,7 @@ class MessageOut(BaseModel):
     reasons: list[str]
     job_id: str
     """The job sending it (`GET /v1/jobs/{job_id}`): a message stays `queued` while its job
-    retries, and after it failed."""
+    retries, and after it failed; it is `sending` while a worker sends it."""
     created_at: dt.datetime
     sent_at: dt.datetime | None
 
@@ -102,7 +102,7 @@ def message_status(
     mailer: MailerDep,
     _caller: Annotated[Caller, Depends(require_scope("mail:send"))],
 ) -> MessageOut:
-    """Queued, sent, or withheld with the reasons."""
+    """Queued, sending, sent, or withheld with the reasons."""
     try:
         view = mailer.message(message_id)
     except MessageNotFound:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import hashlib
 import html
 import secrets
+from collections.abc import Iterable
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
+from pledge.consent.rules import AFFIRMATIVE_OPT_IN, Action, ConsentEvent
 from pledge.policy.document import Organization
 
 MARKETING_EMAIL = "marketing.communications.email"
@@ -32,9 +35,29 @@ class MessageStatus(enum.StrEnum):
     """What became of a message."""
 
     QUEUED = "queued"
+    SENDING = "sending"
+    """Claimed by one worker, which is sending it: no other may. A message stays here if that
+    worker stopped between claiming and recording the outcome (whether the SMTP server got it
+    is then unknown, so it is never sent again)."""
     SENT = "sent"
     WITHHELD = "withheld"
     """Not sent: the decision refused it, or the address is suppressed."""
+
+
+def suppression_lifted(events: Iterable[ConsentEvent], suppressed_at: dt.datetime) -> bool:
+    """Whether the person's consent events lift the suppression of their address made at
+    `suppressed_at` (by an unsubscribe): only a fresh, affirmative opt-in to marketing e-mail
+    after it (`AFFIRMATIVE_OPT_IN`), not withdrawn since, does. A grant by any other method, or
+    one older than the suppression, leaves the address suppressed."""
+    lifted = False
+    for event in sorted(events, key=lambda e: e.seq):
+        if event.purpose != MARKETING_EMAIL or event.at <= suppressed_at:
+            continue
+        if event.action is Action.WITHDRAW:
+            lifted = False
+        elif event.method in AFFIRMATIVE_OPT_IN:
+            lifted = True
+    return lifted
 
 
 def new_token() -> tuple[str, str]:

@@ -10,12 +10,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, select, update
+from sqlalchemy import CursorResult, Table, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from pledge.audit import Act, record, record_many
 from pledge.config import Settings
-from pledge.consent import Action, ChoiceToRecord, ConsentLedger, Method
+from pledge.consent import ConsentLedger, Method
 from pledge.jobs import JobQueue
 from pledge.keyring import Keyring, SubjectKeyDestroyed
 from pledge.mail.rules import (
@@ -26,6 +27,7 @@ from pledge.mail.rules import (
     marketing_message,
     new_token,
     notice_sha256,
+    suppression_lifted,
     token_digest,
     transactional_message,
 )
@@ -48,6 +50,12 @@ EMAIL_CATEGORY = "user.contact.email"
 
 class MessageNotFound(LookupError):
     """No message has this ID."""
+
+
+class MessageInFlight(RuntimeError):
+    """Another attempt claimed the message (status `sending`) and has not recorded what became
+    of it: this attempt sends nothing. The job tries again later, when the other attempt has
+    finished (the message is then `sent` or `withheld`, and there is nothing left to do)."""
 
 
 @dataclass(frozen=True)
@@ -197,59 +205,120 @@ class Mailer:
     # --- Sending (a job) ----------------------------------------------------------------------
 
     def deliver(self, payload: Mapping[str, Any]) -> None:
-        """Send one queued message. Raising fails this attempt, and the job retries."""
-        with self.sessions() as session:
-            message = session.get(MailMessage, str(payload["message_id"]))
+        """Send one queued message. Raising fails this attempt, and the job retries.
+
+        The message is claimed first (`queued` to `sending`, by an update that only a queued
+        message passes), so of two workers running its job at once (a lease that passed while
+        the first was still sending) only one sends; the other raises `MessageInFlight`. Every
+        later change of status names the status it expects, too. A failure before the SMTP
+        server accepted the message puts it back to `queued` for the next attempt; once
+        accepted, it is never sent again."""
+        message_id = str(payload["message_id"])
+        message = self._claim(message_id)
         if message is None:
-            return
-        if message.status != MessageStatus.QUEUED.value:
-            if message.kind == MessageKind.TRANSACTIONAL.value:
+            with self.sessions() as session:
+                current = session.get(MailMessage, message_id)
+            if current is None:
+                return
+            if current.status == MessageStatus.SENDING.value:
+                raise MessageInFlight(message_id)
+            if current.kind == MessageKind.TRANSACTIONAL.value:
                 # Done before, but the key may have outlived a failure after the send: shred it.
-                self.keyring.destroy_data_key(message.id)
+                self.keyring.destroy_data_key(current.id)
             return
         if message.kind == MessageKind.MARKETING.value:
             self._deliver_marketing(message)
         else:
             self._deliver_transactional(message)
 
+    def _claim(self, message_id: str) -> MailMessage | None:
+        """Mark a queued message `sending` and return it; None if it is not queued (another
+        worker holds it, it is done, or it does not exist)."""
+        with self.sessions() as session, session.begin():
+            claimed = session.execute(
+                update(MailMessage)
+                .where(
+                    MailMessage.id == message_id,
+                    MailMessage.status == MessageStatus.QUEUED.value,
+                )
+                .values(status=MessageStatus.SENDING.value)
+                .returning(MailMessage.id)
+            ).first()
+            if claimed is None:
+                return None
+            return session.get(MailMessage, message_id)
+
+    def _set_status(
+        self,
+        session: Session,
+        message: MailMessage,
+        status: MessageStatus,
+        *,
+        expected: MessageStatus = MessageStatus.SENDING,
+        **values: Any,
+    ) -> bool:
+        """Change a message's status in `session`'s transaction, if it still has the status
+        `expected`; whether it had."""
+        changed = session.execute(
+            update(MailMessage)
+            .where(MailMessage.id == message.id, MailMessage.status == expected.value)
+            .values(status=status.value, **values)
+        )
+        if cast("CursorResult[Any]", changed).rowcount == 1:
+            return True
+        log.warning("message %s was not %s any more: left as it is", message.id, expected.value)
+        return False
+
+    def _release(self, message: MailMessage) -> None:
+        """Give a claimed message back to the queue: its attempt failed before the SMTP server
+        accepted it, and the job's next attempt sends it."""
+        with self.sessions() as session, session.begin():
+            self._set_status(session, message, MessageStatus.QUEUED)
+
     def _deliver_marketing(self, message: MailMessage) -> None:
         subject_id = message.subject_id or ""
-        address, refusals = self._marketing_address(subject_id)
-        if address is None:
-            self._withhold(message, refusals)
-            return
-        email_index = self.keyring.blind_index(
-            IdentityKind.EMAIL.value, normalize_identity(IdentityKind.EMAIL, address)
-        )
-        if self._suppressed(subject_id, email_index):
-            self._withhold(message, ["suppressed: this address unsubscribed from marketing e-mail"])
-            return
-        token, digest = new_token()
-        now = _now()
-        with self.sessions() as session, session.begin():
-            session.add(
-                UnsubscribeLink(
-                    token_sha256=digest,
-                    message_id=message.id,
-                    subject_id=subject_id,
-                    purpose=MARKETING_EMAIL,
-                    email_index=email_index,
-                    created_at=now,
-                    expires_at=now + dt.timedelta(days=self.settings.unsubscribe_link_days),
-                    used_at=None,
+        try:
+            address, refusals = self._marketing_address(subject_id)
+            if address is None:
+                self._withhold(message, refusals)
+                return
+            email_index = self.keyring.blind_index(
+                IdentityKind.EMAIL.value, normalize_identity(IdentityKind.EMAIL, address)
+            )
+            if self._suppressed(subject_id, email_index):
+                self._withhold(
+                    message, ["suppressed: this address unsubscribed from marketing e-mail"]
+                )
+                return
+            token, digest = new_token()
+            now = _now()
+            with self.sessions() as session, session.begin():
+                session.add(
+                    UnsubscribeLink(
+                        token_sha256=digest,
+                        message_id=message.id,
+                        subject_id=subject_id,
+                        purpose=MARKETING_EMAIL,
+                        email_index=email_index,
+                        created_at=now,
+                        expires_at=now + dt.timedelta(days=self.settings.unsubscribe_link_days),
+                        used_at=None,
+                    )
+                )
+            organization = self.ledger.policy_in_force().document.organization
+            self.relay.send(
+                marketing_message(
+                    sender=self.settings.mail_from,
+                    to=address,
+                    subject_line=message.subject_line,
+                    text=message.text or "",
+                    unsubscribe_url=self.unsubscribe_url(token),
+                    organization=organization,
                 )
             )
-        organization = self.ledger.policy_in_force().document.organization
-        self.relay.send(
-            marketing_message(
-                sender=self.settings.mail_from,
-                to=address,
-                subject_line=message.subject_line,
-                text=message.text or "",
-                unsubscribe_url=self.unsubscribe_url(token),
-                organization=organization,
-            )
-        )
+        except BaseException:
+            self._release(message)
+            raise
         self._mark_sent(message, subject_id)
 
     def _marketing_address(self, subject_id: str) -> tuple[str | None, list[str]]:
@@ -272,17 +341,17 @@ class Mailer:
         return max(emails, key=lambda v: (v.collected_at, v.id)).value, []
 
     def _suppressed(self, subject_id: str, email_index: str) -> bool:
-        """Whether the address is on the suppression list. An opt-in the person gave after
-        their address was suppressed (a new double opt-in, say) lifts the suppression."""
+        """Whether the address is on the suppression list. Only a fresh, affirmative opt-in the
+        person gave after their address was suppressed (a new double opt-in, a ticked box, a
+        choice in the privacy center: `suppression_lifted`) lifts the suppression; a grant by
+        any other method (the cookie banner, say) does not."""
         # Read before this transaction: on SQLite a second one would wait for this one's lock.
-        choice = self.ledger.choices(subject_id).get(MARKETING_EMAIL)
+        history = self.ledger.history(subject_id)
         with self.sessions() as session, session.begin():
             suppression = session.get(Suppression, email_index, with_for_update=True)
             if suppression is None:
                 return False
-            if choice is None or not choice.granted:
-                return True
-            if _utc(choice.at) <= _utc(suppression.created_at):
+            if not suppression_lifted(history, _utc(suppression.created_at)):
                 return True
             session.delete(suppression)
             record(
@@ -297,19 +366,23 @@ class Mailer:
 
     def _deliver_transactional(self, message: MailMessage) -> None:
         try:
-            key = self.keyring.data_key(message.id)
-        except SubjectKeyDestroyed:
-            self._withhold(message, ["the message's sealed text was destroyed"])
-            return
-        sealed = json.loads(unseal(key, message.sealed or b"", message.id.encode()))
-        self.relay.send(
-            transactional_message(
-                sender=self.settings.mail_from,
-                to=sealed["to"],
-                subject_line=message.subject_line,
-                text=sealed["text"],
+            try:
+                key = self.keyring.data_key(message.id)
+            except SubjectKeyDestroyed:
+                self._withhold(message, ["the message's sealed text was destroyed"])
+                return
+            sealed = json.loads(unseal(key, message.sealed or b"", message.id.encode()))
+            self.relay.send(
+                transactional_message(
+                    sender=self.settings.mail_from,
+                    to=sealed["to"],
+                    subject_line=message.subject_line,
+                    text=sealed["text"],
+                )
             )
-        )
+        except BaseException:
+            self._release(message)
+            raise
         self._mark_sent(message, None)
         # Sent: the address and text are needed no more. Destroying the key shreds them.
         self.keyring.destroy_data_key(message.id)
@@ -317,11 +390,7 @@ class Mailer:
     def _mark_sent(self, message: MailMessage, subject_id: str | None) -> None:
         now = _now()
         with self.sessions() as session, session.begin():
-            session.execute(
-                update(MailMessage)
-                .where(MailMessage.id == message.id)
-                .values(status=MessageStatus.SENT.value, sent_at=now, sealed=None)
-            )
+            self._set_status(session, message, MessageStatus.SENT, sent_at=now, sealed=None)
             record(
                 session,
                 actor=ACTOR,
@@ -336,11 +405,10 @@ class Mailer:
         if message.kind == MessageKind.TRANSACTIONAL.value:
             self.keyring.destroy_data_key(message.id)
         with self.sessions() as session, session.begin():
-            session.execute(
-                update(MailMessage)
-                .where(MailMessage.id == message.id)
-                .values(status=MessageStatus.WITHHELD.value, reasons=reasons, sealed=None)
-            )
+            if not self._set_status(
+                session, message, MessageStatus.WITHHELD, reasons=reasons, sealed=None
+            ):
+                return
             record(
                 session,
                 actor=ACTOR,
@@ -402,10 +470,7 @@ class Mailer:
             first = link.used_at is None
             if first:
                 link.used_at = now
-            if session.get(Suppression, link.email_index) is None:
-                session.add(
-                    Suppression(email_index=link.email_index, reason="unsubscribed", created_at=now)
-                )
+            _suppress(session, link.email_index, now)
             if first:
                 record(
                     session,
@@ -421,24 +486,34 @@ class Mailer:
 
     def _withdraw(self, subject_id: str, purpose: str, source: str) -> None:
         try:
-            current = self.ledger.choices(subject_id).get(purpose)
-            if current is not None and not current.granted:
-                return
-            self.ledger.record(
-                [
-                    ChoiceToRecord(
-                        subject_id,
-                        purpose,
-                        Action.WITHDRAW,
-                        Method.ONE_CLICK_UNSUBSCRIBE,
-                        source,
-                        notice_sha256=notice_sha256(UNSUBSCRIBE_NOTICE),
-                    )
-                ],
+            self.ledger.withdraw(
+                subject_id,
+                [purpose],
+                method=Method.ONE_CLICK_UNSUBSCRIBE,
+                source=source,
+                notice_sha256=notice_sha256(UNSUBSCRIBE_NOTICE),
                 actor="one-click unsubscribe",
             )
         except (SubjectErased, SubjectNotFound):
             return  # nothing left to withdraw; the suppression still stops every send
+
+    def suppress(self, address: str, *, source: str) -> None:
+        """Put `address` on the suppression list: no marketing message goes to it again (a
+        request to stop all marketing). Saying it twice changes nothing more."""
+        digest = self.keyring.blind_index(
+            IdentityKind.EMAIL.value, normalize_identity(IdentityKind.EMAIL, address)
+        )
+        now = _now()
+        with self.sessions() as session, session.begin():
+            _suppress(session, digest, now)
+            record(
+                session,
+                actor=ACTOR,
+                action="mail.suppressed",
+                purpose=MARKETING_EMAIL,
+                details={"source": source},
+                now=now,
+            )
 
     def suppressed(self, address: str) -> bool:
         """Whether marketing mail to `address` is suppressed."""
@@ -452,6 +527,24 @@ class Mailer:
                 )
                 is not None
             )
+
+
+_SUPPRESSIONS = cast("Table", Suppression.__table__)
+
+
+def _suppress(session: Session, email_index: str, now: dt.datetime) -> None:
+    """Put an address on the suppression list, in `session`'s transaction; an address already
+    on it stays as it was. One statement, which a concurrent unsubscribe of the same address
+    (another message's link, or the same link twice) cannot make fail: the second insert waits
+    for the first and then does nothing."""
+    row = {"email_index": email_index, "reason": "unsubscribed", "created_at": now}
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(postgresql.insert(_SUPPRESSIONS).values(row).on_conflict_do_nothing())
+    elif dialect == "sqlite":
+        session.execute(sqlite.insert(_SUPPRESSIONS).values(row).on_conflict_do_nothing())
+    elif session.get(Suppression, email_index) is None:
+        session.execute(insert(_SUPPRESSIONS).values(row))
 
 
 def _now() -> dt.datetime:

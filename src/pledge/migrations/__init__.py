@@ -22,6 +22,7 @@ TABLE_MODULES = (
     "pledge.jobs.tables",
     "pledge.mail.tables",
     "pledge.privacy_center.tables",
+    "pledge.requests.tables",
 )
 """Every module that declares tables; the metadata Alembic compares against imports them all."""
 

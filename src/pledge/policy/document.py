@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import re
+import zoneinfo
 from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
@@ -256,6 +257,20 @@ class Agreement(Strict):
     """The recipient tells the business when it can no longer meet these obligations."""
 
 
+class DeletionNotice(Strict):
+    """How a recipient is told to delete a person's data: by e-mail or by a webhook, not both."""
+
+    email: EmailStr | None = None
+    webhook: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2000)] | None = None
+    """An HTTPS URL (HTTP only for a local test receiver) that gets a signed JSON POST."""
+
+    @model_validator(mode="after")
+    def _one_channel(self) -> Self:
+        if (self.email is None) == (self.webhook is None):
+            raise ValueError("a deletion notice has exactly one of email or webhook")
+        return self
+
+
 class Recipient(Strict):
     """A party personal data may be disclosed to, and what its agreement allows."""
 
@@ -273,6 +288,8 @@ class Recipient(Strict):
     """A condition the disclosure depends on, in plain words (e.g. the person links an account)."""
     agreement: Agreement | None = None
     """Required for every kind but law enforcement and government, which act under the law."""
+    deletion_notice: DeletionNotice | None = None
+    """Where the recipient is told that a person asked for deletion (CCPA 1798.105(c))."""
 
     @model_validator(mode="after")
     def _address_and_agreement_unless_authority(self) -> Self:
@@ -401,6 +418,117 @@ class Notices(Strict):
     """Content people submit may be published (so it is scanned and redacted first)."""
 
 
+class RequestKind(enum.StrEnum):
+    """What a person can ask for (CCPA 1798.100 to 1798.125; GDPR articles 15 to 21)."""
+
+    ACCESS = "access"
+    PORTABILITY = "portability"
+    CORRECTION = "correction"
+    DELETION = "deletion"
+    OPT_OUT_SALE_SHARING = "opt_out_sale_sharing"
+    LIMIT_SENSITIVE = "limit_sensitive"
+    UNSUBSCRIBE = "unsubscribe"
+
+
+OPT_OUT_KINDS = frozenset(
+    {RequestKind.OPT_OUT_SALE_SHARING, RequestKind.LIMIT_SENSITIVE, RequestKind.UNSUBSCRIBE}
+)
+"""Requests the law forbids making depend on proof of identity (Cal. Code Regs. tit. 11,
+sections 7026(d) and 7027(f))."""
+
+
+class VerificationTier(enum.StrEnum):
+    """How sure Pledge must be of who asks (Cal. Code Regs. tit. 11, sections 7060 to 7062).
+
+    The e-mail address proven by a one-time code counts as the first data point."""
+
+    NONE = "none"
+    EMAIL_CODE = "email_code"
+    TWO_DATA_POINTS = "two_data_points"
+    THREE_DATA_POINTS_AND_DECLARATION = "three_data_points_and_declaration"
+
+    @property
+    def data_points(self) -> int:
+        """How many data points must match, the proven e-mail address included."""
+        return {"none": 0, "email_code": 1, "two_data_points": 2}.get(self.value, 3)
+
+
+def _default_verification() -> dict[RequestKind, VerificationTier]:
+    tiers = dict.fromkeys(OPT_OUT_KINDS, VerificationTier.NONE)
+    tiers[RequestKind.ACCESS] = VerificationTier.THREE_DATA_POINTS_AND_DECLARATION
+    tiers[RequestKind.PORTABILITY] = VerificationTier.THREE_DATA_POINTS_AND_DECLARATION
+    tiers[RequestKind.CORRECTION] = VerificationTier.TWO_DATA_POINTS
+    tiers[RequestKind.DELETION] = VerificationTier.TWO_DATA_POINTS
+    return tiers
+
+
+DEFAULT_APPEAL = (
+    "If you disagree with this answer, reply to this message or write to the privacy contact "
+    "in our privacy policy within 60 days and say why; a person who did not take the first "
+    "decision will review it and answer within 45 days. You may also complain to your state "
+    "attorney general or, in the European Economic Area or the United Kingdom, to your data "
+    "protection authority."
+)
+
+
+class PrivacyRequests(Strict):
+    """How privacy requests are verified, approved and answered."""
+
+    timezone: Annotated[str, Field(min_length=1, max_length=64)] = "America/Los_Angeles"
+    """The business's time zone: the day a request arrives is counted in it."""
+    verification: dict[RequestKind, VerificationTier] = Field(default_factory=_default_verification)
+    """The tier each kind of request needs; kinds left out take the default."""
+    data_points: list[Key] = Field(
+        default_factory=lambda: [
+            "user.name",
+            "user.contact.phone_number",
+            "user.contact.address.postal_code",
+            "user.demographic.date_of_birth",
+        ]
+    )
+    """Categories a person may be asked to repeat, beyond the e-mail address, to prove who they
+    are; each is compared with the value the vault holds."""
+    attempts: int = Field(default=3, ge=1, le=10)
+    """Wrong sets of data points allowed before a request is denied as unverifiable."""
+    staff_approval: list[RequestKind] = Field(
+        default_factory=lambda: [RequestKind.CORRECTION, RequestKind.DELETION]
+    )
+    """Verified requests of these kinds wait for a staff member's approval; others are
+    fulfilled at once."""
+    package_link: Period = Field(default_factory=lambda: Period(amount=7, unit=TimeUnit.DAY))
+    """How long the download link of an access package works."""
+    records_kept: Period = Field(default_factory=lambda: Period(amount=24, unit=TimeUnit.MONTH))
+    """How long a closed request's record is kept (CCPA: 24 months at least)."""
+    appeal_instructions: Text = DEFAULT_APPEAL
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"'{value}' is not an IANA time zone (e.g. America/Los_Angeles)"
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _lawful(self) -> Self:
+        for kind in OPT_OUT_KINDS:
+            if self.verification.get(kind, VerificationTier.NONE) is not VerificationTier.NONE:
+                raise ValueError(f"'{kind.value}' requests cannot require verification")
+        for kind in RequestKind:
+            if kind not in OPT_OUT_KINDS and self.verification.get(kind) is VerificationTier.NONE:
+                raise ValueError(f"'{kind.value}' requests need a verification tier")
+        if self.records_kept.approximate_days() < 24 * 30.44 - 0.5:
+            raise ValueError("request records must be kept 24 months at least")
+        return self
+
+    def tier(self, kind: RequestKind) -> VerificationTier:
+        """The tier `kind` needs."""
+        return self.verification.get(kind) or _default_verification()[kind]
+
+
 class PolicyDocument(Strict):
     """A whole policy file."""
 
@@ -419,6 +547,7 @@ class PolicyDocument(Strict):
     signals: Signals
     analytics: Analytics
     notices: Notices = Field(default_factory=Notices)
+    requests: PrivacyRequests = Field(default_factory=PrivacyRequests)
 
     def purpose_name(self, key: str) -> str:
         """The purpose's human name (declared, or derived from its key)."""

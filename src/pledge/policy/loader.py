@@ -13,7 +13,13 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from pledge.policy.document import ENTRY_SECTIONS, Children, PolicyDocument, Signals
+from pledge.policy.document import (
+    ENTRY_SECTIONS,
+    Children,
+    PolicyDocument,
+    PrivacyRequests,
+    Signals,
+)
 from pledge.policy.rules import PolicyParts, Problem, PurposeMap, check_policy, compile_purpose_map
 
 MAX_POLICY_BYTES = 2 * 1024 * 1024
@@ -183,7 +189,15 @@ def _partial_document(raw: Mapping[str, Any]) -> PolicyParts:
         value = raw.get(name)
         if isinstance(value, dict):
             sections[name] = _valid_entries(value, entry_model)
-    for name, model in (("signals", Signals), ("children", Children)):
+    singles: tuple[tuple[str, type[BaseModel]], ...] = (
+        ("signals", Signals),
+        ("children", Children),
+        ("requests", PrivacyRequests),
+    )
+    for name, model in singles:
+        if name == "requests" and name not in raw:
+            sections[name] = PrivacyRequests()
+            continue
         try:
             sections[name] = model.model_validate(raw.get(name))
         except ValidationError:

@@ -25,6 +25,7 @@ from pledge.policy.document import (
     GpcAnswer,
     LegalBasis,
     PolicyDocument,
+    PrivacyRequests,
     Purpose,
     Recipient,
     Signals,
@@ -49,6 +50,7 @@ class PolicyParts:
     cookies: Mapping[str, CookieCategory] = field(default_factory=dict)
     signals: Signals | None = None
     children: Children | None = None
+    requests: PrivacyRequests | None = None
 
     @classmethod
     def of(cls, document: PolicyDocument) -> PolicyParts:
@@ -61,6 +63,7 @@ class PolicyParts:
             cookies=document.cookies,
             signals=document.signals,
             children=document.children,
+            requests=document.requests,
         )
 
 
@@ -87,6 +90,7 @@ def check_policy(parts: PolicyParts, declared: Mapping[str, set[str]]) -> list[P
         _recipient_problems(parts, declared),
         _cookie_problems(parts, declared),
         _purpose_problems(parts),
+        _request_problems(parts, declared),
     )
     return [problem for check in checks for problem in check]
 
@@ -240,6 +244,19 @@ def _purpose_problems(parts: PolicyParts) -> Iterable[Problem]:
             f"purposes {', '.join(sells)} sell or share data, so Global Privacy Control must be "
             "honored as an opt-out of sale and sharing",
         )
+
+
+def _request_problems(parts: PolicyParts, declared: Mapping[str, set[str]]) -> Iterable[Problem]:
+    if parts.requests is None:
+        return
+    for index, category in enumerate(parts.requests.data_points):
+        path = ("requests", "data_points", index)
+        if category not in declared.get("data_categories", set()):
+            yield Problem(path, _undeclared("data category", category))
+            continue
+        spec = parts.data_categories.get(category)
+        if spec is not None and not spec.linkable:
+            yield Problem(path, f"'{category}' is never linked to a person: it cannot prove one")
 
 
 def _undeclared(kind: str, key: str) -> str:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import hmac
+import re
 from itertools import groupby
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import FormData
 
 from pledge.privacy_center.rules import SESSION_LIFETIME, form_token
 from pledge.privacy_center.service import PreferenceCenter, Visitor
 from pledge.vault.rules import IdentityInvalid
-from pledge.web import page_templates
+from pledge.web import page_templates, post_origin_allowed
 
 pages = APIRouter(prefix="/privacy-center", tags=["privacy center"])
 _templates = page_templates("pledge.privacy_center")
@@ -47,6 +48,36 @@ SmallForm = Annotated[FormData, Depends(small_form)]
 ChoicesForm = Annotated[FormData, Depends(choices_form)]
 
 
+def same_origin(request: Request) -> None:
+    """FastAPI dependency of every POST here, run before anything else: `403`, and nothing
+    read or changed, unless the request's `Origin` (or, without one, its `Referer`) is the
+    origin of `PLEDGE_PUBLIC_URL`; `Origin: null` passes only with `Sec-Fetch-Site:
+    same-origin`, and a request with neither header (not a browser) passes, as before. The
+    exact rule is `post_origin_allowed`'s."""
+    public_url: str = request.app.state.runtime.settings.public_url
+    headers = request.headers
+    if not post_origin_allowed(
+        public_url, headers.get("origin"), headers.get("referer"), headers.get("sec-fetch-site")
+    ):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail="a form of another site may not post to the privacy center",
+        )
+
+
+SameOrigin = [Depends(same_origin)]
+
+
+_NEXT = re.compile(r"^/privacy-center/[A-Za-z0-9/_.=&?-]{0,200}$")
+
+
+def safe_next(value: object) -> str | None:
+    """Where to go after signing in: a privacy-center path, never another site."""
+    if isinstance(value, str) and _NEXT.fullmatch(value) and "//" not in value:
+        return value
+    return None
+
+
 def _gpc(request: Request) -> bool:
     return request.headers.get("sec-gpc") == "1"
 
@@ -55,8 +86,9 @@ def _render(
     center: PreferenceCenter, template: str, code: int = 200, **values: object
 ) -> HTMLResponse:
     organization = center.ledger.policy_in_force().document.organization
+    page = {"next": None, "purpose": None, **values}
     html = _templates.get_template(template).render(
-        organization_name=organization.trade_name or organization.legal_name, **values
+        organization_name=organization.trade_name or organization.legal_name, **page
     )
     return HTMLResponse(html, status_code=code, headers={"Cache-Control": "no-store"})
 
@@ -101,29 +133,55 @@ def _choices_page(
     )
 
 
-@pages.post("/preferences/code", response_class=HTMLResponse, summary="Send a one-time code")
+@pages.post(
+    "/preferences/code",
+    response_class=HTMLResponse,
+    summary="Send a one-time code",
+    dependencies=SameOrigin,
+)
 def send_code(form: SmallForm, center: CenterDep) -> HTMLResponse:
     """Send a 6-digit code to the address in the form (`email`). The answer is the same
-    whether or not the address is known to Pledge."""
-    email = form.get("email")
+    whether or not the address is known to Pledge. A cross-origin POST (`same_origin`) gets
+    `403` and sends nothing."""
+    email, next_path = form.get("email"), safe_next(form.get("next"))
+    purpose = "request" if next_path and next_path.startswith("/privacy-center/requests") else None
     if not isinstance(email, str) or len(email) > 320:
         return _render(
-            center, "center_email.html.j2", 422, gpc=False, error="Enter an e-mail address."
+            center,
+            "center_email.html.j2",
+            422,
+            gpc=False,
+            error="Enter an e-mail address.",
+            next=next_path,
+            purpose=purpose,
         )
     try:
         challenge = center.request_code(email)
     except IdentityInvalid:
         return _render(
-            center, "center_email.html.j2", 422, gpc=False, error="That is not an e-mail address."
+            center,
+            "center_email.html.j2",
+            422,
+            gpc=False,
+            error="That is not an e-mail address.",
+            next=next_path,
+            purpose=purpose,
         )
-    return _render(center, "center_code.html.j2", challenge=challenge, error=None)
+    return _render(center, "center_code.html.j2", challenge=challenge, error=None, next=next_path)
 
 
-@pages.post("/preferences/verify", response_model=None, summary="Check a one-time code")
+@pages.post(
+    "/preferences/verify",
+    response_model=None,
+    summary="Check a one-time code",
+    dependencies=SameOrigin,
+)
 def verify_code(request: Request, form: SmallForm, center: CenterDep) -> Response:
     """With the right code (`challenge`, `code`), open a 30-minute session and go to the
-    choices; a wrong or expired code counts as one of its 5 attempts."""
+    choices; a wrong or expired code counts as one of its 5 attempts. A cross-origin POST
+    (`same_origin`) gets `403`: no session, and no attempt counted."""
     challenge, code = form.get("challenge"), form.get("code")
+    next_path = safe_next(form.get("next"))
     token = None
     if isinstance(challenge, str) and isinstance(code, str) and len(challenge) <= 36:
         token = center.verify(challenge, code.strip())
@@ -134,8 +192,11 @@ def verify_code(request: Request, form: SmallForm, center: CenterDep) -> Respons
             400,
             challenge=challenge if isinstance(challenge, str) else "",
             error="That code is wrong or has expired. Try again, or ask for a new code.",
+            next=next_path,
         )
-    response = RedirectResponse("/privacy-center/preferences", status.HTTP_303_SEE_OTHER)
+    response = RedirectResponse(
+        next_path or "/privacy-center/preferences", status.HTTP_303_SEE_OTHER
+    )
     response.set_cookie(
         COOKIE,
         token,
@@ -148,7 +209,9 @@ def verify_code(request: Request, form: SmallForm, center: CenterDep) -> Respons
     return response
 
 
-@pages.post("/preferences", response_model=None, summary="Save privacy choices")
+@pages.post(
+    "/preferences", response_model=None, summary="Save privacy choices", dependencies=SameOrigin
+)
 def save_choices(request: Request, form: ChoicesForm, center: CenterDep) -> Response:
     """Record each choice that changed (method `preferences_page`); back to the page."""
     token = request.cookies.get(COOKIE)
@@ -169,7 +232,12 @@ def save_choices(request: Request, form: ChoicesForm, center: CenterDep) -> Resp
     )
 
 
-@pages.post("/sign-out", response_model=None, summary="End the privacy-center session")
+@pages.post(
+    "/sign-out",
+    response_model=None,
+    summary="End the privacy-center session",
+    dependencies=SameOrigin,
+)
 def sign_out(request: Request, form: SmallForm, center: CenterDep) -> Response:
     """End the session and forget its cookie."""
     token = request.cookies.get(COOKIE)

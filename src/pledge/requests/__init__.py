@@ -1,5 +1,59 @@
-"""Privacy requests: access, correction, deletion and opt-outs, with their legal deadlines."""
+"""Privacy requests: access, portability, correction, deletion and opt-outs, from intake and
+verification to fulfilment, with their legal deadlines and the records kept."""
 
-from pledge.requests.rules import Deadlines, Regime, add_business_days, deadlines, regime_for
+from pledge.requests.fulfilment import NOTIFY_RECIPIENT, Fulfilment
+from pledge.requests.routes import api as api_routes
+from pledge.requests.rules import (
+    Channel,
+    Deadlines,
+    Regime,
+    Status,
+    TransitionRefused,
+    add_business_days,
+    deadlines,
+    regime_for,
+)
+from pledge.requests.service import (
+    DECLARATION,
+    FULFIL,
+    PRIVACY_REQUESTS,
+    Agent,
+    Correction,
+    Details,
+    ExtensionRefused,
+    Intake,
+    IntakeRefused,
+    RequestDesk,
+    RequestNotFound,
+    RequestView,
+    TransitionView,
+    VerificationResult,
+)
 
-__all__ = ["Deadlines", "Regime", "add_business_days", "deadlines", "regime_for"]
+__all__ = [
+    "DECLARATION",
+    "FULFIL",
+    "NOTIFY_RECIPIENT",
+    "PRIVACY_REQUESTS",
+    "Agent",
+    "Channel",
+    "Correction",
+    "Deadlines",
+    "Details",
+    "ExtensionRefused",
+    "Fulfilment",
+    "Intake",
+    "IntakeRefused",
+    "Regime",
+    "RequestDesk",
+    "RequestNotFound",
+    "RequestView",
+    "Status",
+    "TransitionRefused",
+    "TransitionView",
+    "VerificationResult",
+    "add_business_days",
+    "api_routes",
+    "deadlines",
+    "regime_for",
+]

@@ -1,4 +1,5 @@
-"""Pure rules of privacy requests: the legal deadlines, computed from the day one arrives.
+"""Pure rules of privacy requests: the status machine, and the legal deadlines computed from
+the day a request arrives.
 
 CCPA/CPRA (Cal. Code Regs. tit. 11, sections 7021 and 7022): confirm receipt within 10
 business days; answer within 45 calendar days counted from the day the request arrives, even
@@ -163,3 +164,98 @@ def regime_for(residence: str) -> Regime:
     (`US-CA`). Everywhere else follows the CCPA clock, the customer's home law."""
     country = residence.strip().upper().split("-", 1)[0]
     return Regime.GDPR if country in GDPR_COUNTRIES else Regime.CCPA
+
+
+# --- The status machine ----------------------------------------------------------------------
+
+
+class Status(enum.StrEnum):
+    """Where a request stands. `completed` and `denied` are final."""
+
+    RECEIVED = "received"
+    AWAITING_VERIFICATION = "awaiting_verification"
+    VERIFIED = "verified"
+    IN_PROGRESS = "in_progress"
+    EXTENDED = "extended"
+    """Verified, being worked on, its deadline extended once (with a notice to the person)."""
+    COMPLETED = "completed"
+    DENIED = "denied"
+    """Refused, with the reason and how to appeal."""
+
+
+OPEN_STATUSES = frozenset(Status) - {Status.COMPLETED, Status.DENIED}
+
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.RECEIVED: frozenset({Status.AWAITING_VERIFICATION, Status.VERIFIED, Status.DENIED}),
+    Status.AWAITING_VERIFICATION: frozenset({Status.VERIFIED, Status.DENIED}),
+    Status.VERIFIED: frozenset({Status.IN_PROGRESS, Status.EXTENDED, Status.DENIED}),
+    Status.IN_PROGRESS: frozenset({Status.COMPLETED, Status.EXTENDED, Status.DENIED}),
+    Status.EXTENDED: frozenset({Status.IN_PROGRESS, Status.COMPLETED, Status.DENIED}),
+    Status.COMPLETED: frozenset(),
+    Status.DENIED: frozenset(),
+}
+"""Every allowed move. `received -> verified` is for requests that need no proof (opt-outs)."""
+
+
+class TransitionRefused(ValueError):
+    """The move is not allowed from the request's current status."""
+
+
+def check_transition(current: Status, wanted: Status) -> None:
+    """Raise `TransitionRefused` unless a request may move from `current` to `wanted`."""
+    if wanted not in TRANSITIONS[current]:
+        allowed = ", ".join(sorted(s.value for s in TRANSITIONS[current])) or "none: it is closed"
+        raise TransitionRefused(
+            f"a request that is {current.value} cannot become {wanted.value} (allowed: {allowed})"
+        )
+
+
+class Channel(enum.StrEnum):
+    """How a request reached the business."""
+
+    PRIVACY_CENTER = "privacy_center"
+    API = "api"
+    EMAIL = "email"
+    PHONE = "phone"
+    POST = "post"
+
+
+STAFF_CHANNELS = frozenset({Channel.EMAIL, Channel.PHONE, Channel.POST})
+"""Channels whose requests a staff member types in."""
+
+
+# --- Verification by data points ---------------------------------------------------------------
+
+
+def comparable(category: str, value: str) -> str:
+    """A value reduced to what a person would type the same way twice: case, spacing and
+    punctuation do not count; for phone numbers and postal codes only the digits (and
+    letters, for foreign postal codes) do; dates compare in ISO form."""
+    text = " ".join(value.casefold().split())
+    if category.endswith("phone_number"):
+        digits = "".join(ch for ch in text if ch.isdigit())
+        return digits[-10:]
+    if category.endswith("postal_code"):
+        return "".join(ch for ch in text if ch.isalnum())[:5]
+    if category.endswith("date_of_birth"):
+        return _iso_date(text)
+    return "".join(ch for ch in text if ch.isalnum() or ch == " ").strip()
+
+
+def _iso_date(text: str) -> str:
+    for pattern in ("%Y-%m-%d", "%m/%d/%Y", "%d.%m.%Y"):
+        try:
+            return dt.datetime.strptime(text, pattern).replace(tzinfo=dt.UTC).date().isoformat()
+        except ValueError:
+            continue
+    return text
+
+
+def matching_points(given: dict[str, str], held: dict[str, list[str]]) -> int:
+    """How many of the data points a person gave match a value held in the same category."""
+    matches = 0
+    for category, value in given.items():
+        mine = comparable(category, value)
+        if mine and any(comparable(category, theirs) == mine for theirs in held.get(category, [])):
+            matches += 1
+    return matches

@@ -418,6 +418,22 @@ class Vault:
             )
         return SubjectData(subject_id, purpose, version.version, tuple(sorted(allowed)), values)
 
+    def categories_held(self, subject_id: str) -> list[str]:
+        """The categories the subject has current values in; nothing is decrypted."""
+        with self.sessions() as session:
+            self._live_subject(session, subject_id)
+            return list(
+                session.scalars(
+                    select(PersonalValue.category)
+                    .where(
+                        PersonalValue.subject_id == subject_id,
+                        PersonalValue.superseded_at.is_(None),
+                    )
+                    .distinct()
+                    .order_by(PersonalValue.category)
+                )
+            )
+
     def history(
         self, subject_id: str, value_id: int, purpose: str, *, actor: str
     ) -> list[StoredValue]:

@@ -5,11 +5,17 @@ intact, and one bad item never fails the others."""
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Sequence
 from concurrent.futures import Future
+from pathlib import Path
 
 import pytest
 import yaml
+from fastapi.testclient import TestClient
+from sqlalchemy.exc import OperationalError
 
+from pledge.app import create_app
 from pledge.audit import entries_for, verify_chain
 from pledge.consent import (
     Action,
@@ -20,10 +26,11 @@ from pledge.consent import (
     RepromptBlocked,
 )
 from pledge.consent.service import _Deciding, _Recording
+from pledge.db import create_database_engine, session_factory
 from pledge.policy import load_policy_file, load_policy_text, publish_policy
 from pledge.runtime import Runtime
 from pledge.vault import PersonalDataScanner, Source, SubjectNotFound, Submission, Vault
-from tests.conftest import REFERENCE_POLICY
+from tests.conftest import REFERENCE_POLICY, api_headers
 
 EMAIL = "marketing.communications.email"
 SHARING = "marketing.advertising.third_party.targeted"
@@ -194,3 +201,116 @@ def test_a_newly_published_policy_applies_to_the_next_batched_decision(
     publish_policy(runtime.sessions, load_policy_text(yaml.safe_dump(raw)), published_by="tests")
     after = asyncio.run(ledger.adecide(nobody_asked, EMAIL, ["user.contact.email"], actor="t"))
     assert after.allowed  # no opt-out recorded
+
+
+def counting_batches(ledger: ConsentLedger) -> list[int]:
+    """The sizes of the batches the ledger's writer runs from now on."""
+    sizes: list[int] = []
+    run = ledger._writer.run_batch
+
+    def counted(batch: Sequence[_Recording | _Deciding]) -> Sequence[object]:
+        sizes.append(len(batch))
+        return run(batch)
+
+    ledger._writer.run_batch = counted
+    return sizes
+
+
+def test_a_write_failing_among_eight_is_found_by_halving_the_batch(
+    ledger: ConsentLedger, people: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, bob, carol = people
+    append = ledger._append
+
+    def failing_for_bob(session: object, events: list[object]) -> list[int]:
+        if any(getattr(e, "subject_id", None) == bob for e in events):
+            raise RuntimeError("the database refused the insert")
+        return append(session, events)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ledger, "_append", failing_for_bob)
+    sizes = counting_batches(ledger)
+    batch: list[_Recording | _Deciding] = [
+        grant(alice),
+        ask(carol),
+        grant(carol),
+        ask(alice),
+        grant(alice, Action.WITHDRAW),
+        grant(bob),
+        ask(carol),
+        grant(carol, Action.WITHDRAW),
+    ]
+    futures = ledger._writer.submit_many(batch)
+    with pytest.raises(RuntimeError, match="refused the insert"):
+        futures[5].result(WAIT)
+    assert decided(futures[3]).allowed
+    assert decided(futures[6]).allowed  # it still sees carol's grant, committed in the first half
+    assert [len(recorded(futures[i])) for i in (0, 2, 4, 7)] == [1, 1, 1, 1]
+    # The batch; its halves; the failing half's halves; the failing quarter's items: 7, not 9.
+    assert sizes == [8, 4, 4, 2, 1, 1, 2]
+    assert [e.action for e in ledger.history(alice)] == [Action.GRANT, Action.WITHDRAW]
+    assert ledger.history(bob) == []
+    assert ledger.verify() is None
+
+
+def test_an_unreachable_database_fails_every_waiting_call_at_once_each_with_its_own_error(
+    backend: str, tmp_path: Path
+) -> None:
+    url = (
+        f"sqlite:///{tmp_path / 'no such directory' / 'pledge.db'}"
+        if backend == "sqlite"
+        else "postgresql+psycopg://pledge@127.0.0.1:1/pledge?connect_timeout=5"
+    )
+    engine = create_database_engine(url)
+    ledger = ConsentLedger(session_factory(engine))
+    sizes = counting_batches(ledger)
+    try:
+        futures = ledger._writer.submit_many(
+            [grant(UNKNOWN), ask(UNKNOWN), grant(UNKNOWN), ask(UNKNOWN)]
+        )
+        errors = [future.exception(WAIT) for future in futures]
+    finally:
+        ledger.close()
+        engine.dispose()
+    assert all(isinstance(error, OperationalError) for error in errors)
+    assert len({id(error) for error in errors}) == 4, "each caller raises an instance of its own"
+    assert sizes == [4], "a database out of reach is no item's fault: nothing runs again"
+
+
+def test_the_app_commits_the_waiting_consent_writes_before_it_stops(
+    runtime: Runtime, people: list[str]
+) -> None:
+    alice, bob, carol = people
+    app = create_app(runtime.settings, runtime)
+    ledger: ConsentLedger = app.state.consent
+    slow, entered = threading.Event(), threading.Event()
+    run = ledger._writer.run_batch
+
+    def slow_database(batch: Sequence[_Recording | _Deciding]) -> Sequence[object]:
+        entered.set()
+        assert slow.wait(WAIT)
+        return run(batch)
+
+    ledger._writer.run_batch = slow_database
+    with TestClient(app):
+        first = ledger._writer.submit(grant(alice))
+        assert entered.wait(WAIT)
+        waiting = ledger._writer.submit_many([grant(bob), grant(carol)])
+        threading.Timer(0.3, slow.set).start()
+    # The server has stopped: every write waiting for its batch was committed before it did.
+    assert all(future.done() for future in [first, *waiting])
+    assert [len(recorded(f)) for f in [first, *waiting]] == [1, 1, 1]
+    assert all(ledger.choices(person)[EMAIL].granted for person in people)
+
+    # A write reaching the stopped ledger is refused plainly, not lost.
+    client = TestClient(app)
+    headers = api_headers(runtime, "consent:write")
+    body = {
+        "purpose": EMAIL,
+        "action": "withdraw",
+        "method": "form_checkbox",
+        "source": "tests",
+        "notice_sha256": "e" * 64,
+    }
+    late = client.post(f"/v1/subjects/{alice}/consent", json=body, headers=headers)
+    assert late.status_code == 503
+    assert ledger.choices(alice)[EMAIL].granted

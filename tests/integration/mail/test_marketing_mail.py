@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
+from email.message import EmailMessage
 from urllib.parse import urlsplit
 
 import pytest
@@ -13,7 +15,13 @@ from sqlalchemy import select
 from pledge.app import Services, build_services
 from pledge.consent import Action, ChoiceToRecord, Method
 from pledge.jobs import JobStatus
-from pledge.mail import MARKETING_EMAIL, MessageStatus
+from pledge.mail import (
+    MARKETING_EMAIL,
+    MessageInFlight,
+    MessageKind,
+    MessageStatus,
+    SmtpRelay,
+)
 from pledge.mail.tables import MailMessage
 from pledge.runtime import Runtime
 from pledge.vault import Source, Submission
@@ -311,3 +319,109 @@ def test_marketing_mail_needs_its_scope(client: TestClient, reader: str, runtime
     body = {"subject_ids": [reader], "campaign": "c", "subject_line": "News", "text": "Hi"}
     answer = client.post("/v1/mail/marketing", json=body, headers=api_headers(runtime, "decide"))
     assert answer.status_code == 403
+
+
+class SecondWorkerMidSend:
+    """The real SMTP relay; but while the first worker sends a message, a second one runs the
+    same job (handed out again when its lease passed), once."""
+
+    def __init__(self, relay: SmtpRelay, second_worker: Callable[[], None]) -> None:
+        self.relay = relay
+        self.second_worker: Callable[[], None] | None = second_worker
+
+    def send(self, message: EmailMessage) -> None:
+        if self.second_worker is not None:
+            second_worker, self.second_worker = self.second_worker, None
+            second_worker()
+        self.relay.send(message)
+
+
+def _queued(services: Services, mail_runtime: Runtime, kind: MessageKind, reader: str) -> str:
+    if kind is MessageKind.MARKETING:
+        (message_id,) = services.mailer.queue_marketing(
+            [reader], campaign="c", subject_line="News", text="Hi", actor="tests"
+        )
+        return message_id
+    with mail_runtime.sessions() as session, session.begin():
+        services.mailer.queue_transactional(
+            session, to="code@example.com", subject_line="Code", text="Your code is 123456."
+        )
+        return session.scalars(select(MailMessage.id).where(MailMessage.kind == kind.value)).one()
+
+
+@pytest.mark.parametrize("kind", [MessageKind.MARKETING, MessageKind.TRANSACTIONAL])
+def test_two_workers_running_one_message_at_once_send_it_once(
+    services: Services, inbox: SmtpInbox, reader: str, mail_runtime: Runtime, kind: MessageKind
+) -> None:
+    message_id = _queued(services, mail_runtime, kind, reader)
+    payload = {"message_id": message_id}
+    seen: list[MessageStatus] = []
+
+    def second_worker() -> None:
+        with pytest.raises(MessageInFlight):  # its job will try again later
+            services.mailer.deliver(payload)
+        seen.append(services.mailer.message(message_id).status)
+
+    services.mailer.relay = SecondWorkerMidSend(services.mailer.relay, second_worker)  # type: ignore[assignment]
+    services.mailer.deliver(payload)
+
+    assert seen == [MessageStatus.SENDING]
+    assert len(inbox.messages) == 1
+    assert services.mailer.message(message_id).status is MessageStatus.SENT
+    services.mailer.deliver(payload)  # the second worker's retry: nothing is left to send
+    assert len(inbox.messages) == 1
+
+
+def test_a_message_whose_send_failed_is_queued_again_for_the_next_attempt(
+    services: Services, inbox: SmtpInbox, reader: str, mail_runtime: Runtime
+) -> None:
+    message_id = _queued(services, mail_runtime, MessageKind.MARKETING, reader)
+    working = services.mailer.relay
+    services.mailer.relay = SmtpRelay(  # type: ignore[assignment]
+        mail_runtime.settings.model_copy(update={"smtp_port": 9})
+    )
+    with pytest.raises(ConnectionRefusedError):
+        services.mailer.deliver({"message_id": message_id})
+    assert services.mailer.message(message_id).status is MessageStatus.QUEUED
+    services.mailer.relay = working
+    services.mailer.deliver({"message_id": message_id})
+    assert services.mailer.message(message_id).status is MessageStatus.SENT
+    assert len(inbox.messages) == 1
+
+
+def _unsubscribe(client: TestClient, inbox: SmtpInbox) -> None:
+    path = urlsplit(inbox.messages[-1]["List-Unsubscribe"].strip("<>")).path
+    assert client.post(path, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+
+
+@pytest.mark.parametrize("method", [Method.COOKIE_BANNER, Method.GPC, Method.ONE_CLICK_UNSUBSCRIBE])
+def test_a_later_grant_that_is_no_affirmative_opt_in_leaves_the_address_suppressed(
+    services: Services, client: TestClient, inbox: SmtpInbox, reader: str, method: Method
+) -> None:
+    send(services, reader)
+    _unsubscribe(client, inbox)
+
+    services.consent.record([choice(reader, Action.GRANT, method)], actor="tests")
+    assert services.consent.choices(reader)[MARKETING_EMAIL].granted  # the decision allows it
+    message = services.mailer.message(send(services, reader))
+
+    assert len(inbox.messages) == 1, "the suppressed address must get nothing at SMTP"
+    assert message.status is MessageStatus.WITHHELD
+    assert message.reasons == ("suppressed: this address unsubscribed from marketing e-mail",)
+    assert services.mailer.suppressed(ADDRESS)
+
+
+@pytest.mark.parametrize(
+    "method",
+    [Method.FORM_CHECKBOX, Method.DOUBLE_OPT_IN, Method.PREFERENCES_PAGE, Method.STAFF_ENTRY],
+)
+def test_a_fresh_affirmative_opt_in_after_an_unsubscribe_lifts_the_suppression(
+    services: Services, client: TestClient, inbox: SmtpInbox, reader: str, method: Method
+) -> None:
+    send(services, reader)
+    _unsubscribe(client, inbox)
+    services.consent.record([choice(reader, Action.GRANT, Method.COOKIE_BANNER)], actor="tests")
+    services.consent.record([choice(reader, Action.GRANT, method)], actor="tests")
+    assert send_status(services, reader) is MessageStatus.SENT
+    assert len(inbox.messages) == 2
+    assert not services.mailer.suppressed(ADDRESS)

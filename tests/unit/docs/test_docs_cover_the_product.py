@@ -17,6 +17,8 @@ from pledge.mail import api_routes as mail_routes
 from pledge.mail import page_routes as mail_pages
 from pledge.policy import api_routes, page_routes
 from pledge.privacy_center import page_routes as center_pages
+from pledge.privacy_center import request_page_routes as center_request_pages
+from pledge.requests import api_routes as request_routes
 from pledge.vault import api_routes as vault_routes
 
 DOCS = Path(__file__).resolve().parents[3] / "docs"
@@ -35,6 +37,8 @@ ROUTES = sorted(
         mail_pages,
         job_routes,
         center_pages,
+        center_request_pages,
+        request_routes,
     )
     for route in router.routes
     if isinstance(route, APIRoute)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
+import pytest
+
+from pledge.consent.rules import Action, ConsentEvent, Method
 from pledge.mail.rules import (
+    MARKETING_EMAIL,
     marketing_message,
     new_token,
+    suppression_lifted,
     token_digest,
     transactional_message,
 )
@@ -57,3 +63,60 @@ def test_tokens_are_256_bit_and_stored_only_as_their_digest() -> None:
     assert re.fullmatch(r"[A-Za-z0-9_-]{43}", token)
     assert digest == token_digest(token) != token
     assert re.fullmatch(r"[0-9a-f]{64}", digest)
+
+
+SUPPRESSED_AT = dt.datetime(2026, 11, 2, 12, 0, tzinfo=dt.UTC)
+
+
+def _event(seq: int, action: Action, method: Method, hours: float) -> ConsentEvent:
+    at = SUPPRESSED_AT + dt.timedelta(hours=hours)
+    return ConsentEvent(seq, "s", MARKETING_EMAIL, action, method, "x", "a" * 64, "1", at)
+
+
+GRANT, WITHDRAW = Action.GRANT, Action.WITHDRAW
+
+
+@pytest.mark.parametrize(
+    ("events", "lifted"),
+    [
+        ([], False),
+        ([(GRANT, Method.DOUBLE_OPT_IN, -1)], False),  # older than the suppression
+        ([(GRANT, Method.DOUBLE_OPT_IN, 1)], True),
+        ([(GRANT, Method.FORM_CHECKBOX, 1)], True),
+        ([(GRANT, Method.PREFERENCES_PAGE, 1)], True),
+        ([(GRANT, Method.STAFF_ENTRY, 1)], True),
+        ([(GRANT, Method.COOKIE_BANNER, 1)], False),
+        ([(GRANT, Method.GPC, 1)], False),
+        ([(GRANT, Method.ONE_CLICK_UNSUBSCRIBE, 1)], False),
+        ([(GRANT, Method.DOUBLE_OPT_IN, 1), (WITHDRAW, Method.FORM_CHECKBOX, 2)], False),
+        (
+            [
+                (GRANT, Method.DOUBLE_OPT_IN, 1),
+                (WITHDRAW, Method.FORM_CHECKBOX, 2),
+                (GRANT, Method.COOKIE_BANNER, 3),
+            ],
+            False,
+        ),
+        ([(GRANT, Method.DOUBLE_OPT_IN, 1), (GRANT, Method.COOKIE_BANNER, 2)], True),
+    ],
+)
+def test_only_a_fresh_affirmative_opt_in_lifts_a_suppression(
+    events: list[tuple[Action, Method, float]], lifted: bool
+) -> None:
+    history = [_event(i + 1, *e) for i, e in enumerate(events)]
+    assert suppression_lifted(reversed(history), SUPPRESSED_AT) is lifted  # any order: by seq
+
+
+def test_a_grant_for_another_purpose_does_not_lift_a_suppression() -> None:
+    other = ConsentEvent(
+        1,
+        "s",
+        "marketing.communications.post",
+        Action.GRANT,
+        Method.DOUBLE_OPT_IN,
+        "x",
+        "a" * 64,
+        "1",
+        SUPPRESSED_AT + dt.timedelta(hours=1),
+    )
+    assert not suppression_lifted([other], SUPPRESSED_AT)

@@ -361,6 +361,53 @@ CASES = [
         "signals.global_privacy_control",
         "must be honored",
     ),
+    (
+        "deletion notice by e-mail and webhook at once",
+        set_in(
+            "recipients",
+            "shipping_carrier",
+            "deletion_notice",
+            value={"email": "a@example.com", "webhook": "https://example.com/hook"},
+        ),
+        "recipients.shipping_carrier.deletion_notice",
+        "exactly one of email or webhook",
+    ),
+    (
+        "requests counted in an unknown time zone",
+        set_in("requests", "timezone", value="Mars/Olympus_Mons"),
+        "requests.timezone",
+        "not an IANA time zone",
+    ),
+    (
+        "an opt-out that asks for proof of identity",
+        set_in("requests", "verification", "unsubscribe", value="email_code"),
+        "requests",
+        "'unsubscribe' requests cannot require verification",
+    ),
+    (
+        "a deletion that asks for no proof",
+        set_in("requests", "verification", "deletion", value="none"),
+        "requests",
+        "'deletion' requests need a verification tier",
+    ),
+    (
+        "request records kept under 24 months",
+        set_in("requests", "records_kept", value="23 months"),
+        "requests",
+        "24 months at least",
+    ),
+    (
+        "a data point the policy does not declare",
+        set_in("requests", "data_points", value=["user.contact.fax_number"]),
+        "requests.data_points[0]",
+        "not a declared data category",
+    ),
+    (
+        "a data point never linked to a person",
+        set_in("requests", "data_points", value=["user.device.ip_address"]),
+        "requests.data_points[0]",
+        "cannot prove one",
+    ),
 ]
 
 
