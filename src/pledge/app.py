@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import logging
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
@@ -40,7 +41,10 @@ from pledge.privacy_center import page_routes as center_pages
 from pledge.privacy_center import request_page_routes as center_request_pages
 from pledge.requests import Fulfilment, RequestDesk
 from pledge.requests import api_routes as request_routes
+from pledge.requests import console_routes as request_console
 from pledge.runtime import Runtime
+from pledge.staff import StaffDirectory, console_exception_handlers
+from pledge.staff import page_routes as staff_console
 from pledge.vault import PersonalDataScanner, Vault
 from pledge.vault import api_routes as vault_routes
 
@@ -66,6 +70,7 @@ class Services:
     privacy_center: PreferenceCenter
     requests: RequestDesk
     fulfilment: Fulfilment
+    staff: StaffDirectory
 
 
 class DatasetsNotReady(RuntimeError):
@@ -140,6 +145,12 @@ def build_services(runtime: Runtime) -> Services:
             hashlib.sha256,
         ).digest(),
     )
+    staff = StaffDirectory(
+        sessions=runtime.sessions,
+        keyring=runtime.keyring,
+        issuer=f"Pledge ({urlsplit(settings.public_url).hostname or 'console'})",
+    )
+    jobs.every(15, "pledge.staff.forget_expired", staff.forget_expired)
     return Services(
         vault=vault,
         consent=consent,
@@ -148,6 +159,7 @@ def build_services(runtime: Runtime) -> Services:
         privacy_center=privacy_center,
         requests=desk,
         fulfilment=fulfilment,
+        staff=staff,
     )
 
 
@@ -186,6 +198,9 @@ def create_app(
     app.state.mailer = services.mailer
     app.state.privacy_center = services.privacy_center
     app.state.requests = services.requests
+    app.state.staff = services.staff
+    for error, handler in console_exception_handlers().items():
+        app.add_exception_handler(error, handler)
     app.add_middleware(BodyLimit, larger={"/v1/audiences": AUDIENCE_MAX_BYTES})
     app.add_middleware(AccessLog)
     if settings.banner_origins:
@@ -201,6 +216,8 @@ def create_app(
     app.include_router(request_routes)
     app.include_router(center_pages)
     app.include_router(center_request_pages)
+    app.include_router(staff_console)
+    app.include_router(request_console)
     app.include_router(page_routes)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and database check")

@@ -46,6 +46,7 @@ from pledge.requests import (
 )
 from pledge.requests import Status as RequestStatus
 from pledge.runtime import Runtime
+from pledge.staff import AccountRefused, Enrolment, Role, StaffNotFound
 from pledge.vault import (
     CollectionRefused,
     IdentityKind,
@@ -73,6 +74,10 @@ jobs_app = typer.Typer(
 subjects_app = typer.Typer(
     help="Read, find and erase subjects (staff, audited).", no_args_is_help=True
 )
+staff_app = typer.Typer(
+    help="Admin-console accounts: add, list, change a role, reset, disable.",
+    no_args_is_help=True,
+)
 requests_app = typer.Typer(
     help="Privacy requests: the queue by due date, decisions, records.", no_args_is_help=True
 )
@@ -84,6 +89,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(subjects_app, name="subjects")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(requests_app, name="requests")
+app.add_typer(staff_app, name="staff")
 StaffOption = Annotated[
     str, typer.Option("--staff", help="The staff member acting (recorded in the audit log).")
 ]
@@ -386,6 +392,99 @@ def requests_export(
     typer.echo(f"{rows - 1} request(s) written to {output}")
 
 
+def _new_password(from_stdin: bool) -> str:
+    """A new password: the first line of standard input, or typed twice at a hidden prompt."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("Password (12 characters or more): ")
+    if getpass.getpass("The same again: ") != first:
+        raise _fail("pledge: the two passwords differ")
+    return first
+
+
+def _show_enrolment(enrolment: Enrolment) -> None:
+    member = enrolment.member
+    typer.echo(f"staff {member.username}: {member.role.value}")
+    typer.echo("Their authenticator app needs this TOTP secret; it is not shown again:")
+    typer.echo(f"  secret: {enrolment.totp_secret}")
+    typer.echo(f"  uri:    {enrolment.totp_uri}")
+
+
+PasswordStdin = Annotated[
+    bool,
+    typer.Option("--password-stdin", help="Read the password from standard input's first line."),
+]
+
+
+@staff_app.command("add")
+def staff_add(
+    username: str,
+    role: Annotated[Role, typer.Option(help="What the account may do in the console.")],
+    staff: StaffOption,
+    password_stdin: PasswordStdin = False,
+) -> None:
+    """Add a console account; prints its TOTP secret once."""
+    password = _new_password(password_stdin)
+    with _open_database(_settings()) as runtime:
+        directory = build_services(runtime).staff
+        try:
+            enrolment = directory.add(username, role, password, actor=f"staff:{staff}")
+        except AccountRefused as refused:
+            raise _fail(f"pledge: {refused}") from None
+    _show_enrolment(enrolment)
+
+
+@staff_app.command("list")
+def staff_list() -> None:
+    """Every console account with its role and state."""
+    with _open_database(_settings()) as runtime:
+        members = build_services(runtime).staff.members()
+    for member in members:
+        state = "disabled" if member.disabled else "locked" if member.locked_until else "active"
+        typer.echo(f"{member.username:<20} {member.role.value:<16} {state}")
+    if not members:
+        typer.echo("no staff accounts: add one with `pledge staff add`")
+
+
+@staff_app.command("role")
+def staff_role(username: str, role: Role, staff: StaffOption) -> None:
+    """Give an account another role."""
+    with _open_database(_settings()) as runtime:
+        try:
+            member = build_services(runtime).staff.set_role(username, role, actor=f"staff:{staff}")
+        except StaffNotFound:
+            raise _fail(f"pledge: no staff account '{username}'") from None
+    typer.echo(f"staff {member.username}: {member.role.value}")
+
+
+@staff_app.command("reset")
+def staff_reset(username: str, staff: StaffOption, password_stdin: PasswordStdin = False) -> None:
+    """A new password and TOTP secret for an account (a lost phone); unlocks it and ends its
+    sessions."""
+    password = _new_password(password_stdin)
+    with _open_database(_settings()) as runtime:
+        try:
+            enrolment = build_services(runtime).staff.reset(
+                username, password, actor=f"staff:{staff}"
+            )
+        except StaffNotFound:
+            raise _fail(f"pledge: no staff account '{username}'") from None
+        except AccountRefused as refused:
+            raise _fail(f"pledge: {refused}") from None
+    _show_enrolment(enrolment)
+
+
+@staff_app.command("disable")
+def staff_disable(username: str, staff: StaffOption) -> None:
+    """Close an account: no more logins; its sessions end now."""
+    with _open_database(_settings()) as runtime:
+        try:
+            build_services(runtime).staff.disable(username, actor=f"staff:{staff}")
+        except StaffNotFound:
+            raise _fail(f"pledge: no staff account '{username}'") from None
+    typer.echo(f"staff {username}: disabled")
+
+
 @app.command()
 def demo(
     host: HostOption = "127.0.0.1",
@@ -404,6 +503,16 @@ def demo(
     typer.echo(f"demo: reference policy {summary.policy.version} {state}")
     typer.echo(f"demo: {summary.people_created} demo people collected into the vault")
     typer.echo(f"demo: API key (all scopes) for trying the API: {summary.api_key}")
+    console = summary.console
+    typer.echo(
+        f"demo: admin console at http://{host}:{port}/console: username "
+        f"{console.member.username}, password {summary.console_password}"
+    )
+    typer.echo(
+        f"demo: its TOTP secret is {console.totp_secret}; add it to an authenticator app, or "
+        'get the current code with: .venv/bin/python -c "import pyotp; '
+        f"print(pyotp.TOTP('{console.totp_secret}').now())\""
+    )
     inbox = _demo_mailbox(settings) if mailbox else None
     try:
         _run_server(settings, host, port, migrate=False, runtime=runtime)

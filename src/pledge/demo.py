@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email.policy
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.parser import BytesParser
@@ -14,6 +15,7 @@ from pledge.apikeys import FIXED_SCOPES, create_api_key, list_api_keys, revoke_a
 from pledge.config import REFERENCE_POLICY
 from pledge.policy import PublishedVersion, load_policy_file, publish_policy
 from pledge.runtime import Runtime
+from pledge.staff import Enrolment, Role, StaffDirectory
 from pledge.vault import IdentityKind, PersonalDataScanner, Source, Submission, Vault
 
 DEMO_ACTOR = "pledge demo"
@@ -135,6 +137,10 @@ def demo_submissions() -> list[Submission]:
     ]
 
 
+DEMO_ADMIN = "demo-admin"
+"""The demo's console account (role admin); its password and TOTP secret change at every start."""
+
+
 @dataclass(frozen=True)
 class DemoSummary:
     """What loading the demo did."""
@@ -143,6 +149,9 @@ class DemoSummary:
     policy_created: bool
     people_created: int
     api_key: str
+    console: Enrolment
+    """The demo admin's console account, with a fresh password and TOTP secret."""
+    console_password: str
 
 
 def load_demo(runtime: Runtime) -> DemoSummary:
@@ -165,7 +174,13 @@ def load_demo(runtime: Runtime) -> DemoSummary:
         scopes=[*FIXED_SCOPES, "read:*"],
         created_by=DEMO_ACTOR,
     )
-    return DemoSummary(outcome.version, outcome.created, created, token)
+    password = secrets.token_urlsafe(12)
+    staff = StaffDirectory(sessions=runtime.sessions, keyring=runtime.keyring, issuer="Pledge demo")
+    if any(member.username == DEMO_ADMIN for member in staff.members()):
+        enrolment = staff.reset(DEMO_ADMIN, password, actor=DEMO_ACTOR)
+    else:
+        enrolment = staff.add(DEMO_ADMIN, Role.ADMIN, password, actor=DEMO_ACTOR)
+    return DemoSummary(outcome.version, outcome.created, created, token, enrolment, password)
 
 
 class DemoMailbox:

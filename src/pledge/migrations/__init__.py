@@ -23,6 +23,7 @@ TABLE_MODULES = (
     "pledge.mail.tables",
     "pledge.privacy_center.tables",
     "pledge.requests.tables",
+    "pledge.staff.tables",
 )
 """Every module that declares tables; the metadata Alembic compares against imports them all."""
 

@@ -1,6 +1,7 @@
 """Privacy requests: access, portability, correction, deletion and opt-outs, from intake and
 verification to fulfilment, with their legal deadlines and the records kept."""
 
+from pledge.requests.console import pages as console_routes
 from pledge.requests.fulfilment import NOTIFY_RECIPIENT, Fulfilment
 from pledge.requests.routes import api as api_routes
 from pledge.requests.rules import (
@@ -54,6 +55,7 @@ __all__ = [
     "VerificationResult",
     "add_business_days",
     "api_routes",
+    "console_routes",
     "deadlines",
     "regime_for",
 ]

@@ -19,6 +19,8 @@ from pledge.policy import api_routes, page_routes
 from pledge.privacy_center import page_routes as center_pages
 from pledge.privacy_center import request_page_routes as center_request_pages
 from pledge.requests import api_routes as request_routes
+from pledge.requests import console_routes as request_console
+from pledge.staff import page_routes as staff_console
 from pledge.vault import api_routes as vault_routes
 
 DOCS = Path(__file__).resolve().parents[3] / "docs"
@@ -46,6 +48,15 @@ ROUTES = sorted(
 )
 
 
+CONSOLE_ROUTES = sorted(
+    (method, route.path)
+    for router in (staff_console, request_console)
+    for route in router.routes
+    if isinstance(route, APIRoute)
+    for method in route.methods
+)
+
+
 def cli_commands() -> list[str]:
     group = typer.main.get_group(cli_app)
     names = []
@@ -58,6 +69,11 @@ def cli_commands() -> list[str]:
 @pytest.mark.parametrize(("method", "path"), ROUTES)
 def test_every_route_is_described_in_the_api_doc(method: str, path: str) -> None:
     assert f"`{method} {path}`" in (DOCS / "api.md").read_text()
+
+
+@pytest.mark.parametrize(("method", "path"), CONSOLE_ROUTES)
+def test_every_console_page_is_described_in_the_console_doc(method: str, path: str) -> None:
+    assert f"`{method} {path}`" in (DOCS / "console.md").read_text()
 
 
 @pytest.mark.parametrize("command", cli_commands())
