@@ -124,6 +124,7 @@ def build_services(runtime: Runtime) -> Services:
         mailer=mailer,
         secret=settings.secret_key.get_secret_value().encode(),
     )
+    connected = connected_databases(settings)
     desk = RequestDesk(
         sessions=runtime.sessions,
         keyring=runtime.keyring,
@@ -131,6 +132,7 @@ def build_services(runtime: Runtime) -> Services:
         mailer=mailer,
         jobs=jobs,
         public_url=settings.public_url,
+        connected=connected,
     )
     fulfilment = Fulfilment(
         desk=desk,
@@ -138,7 +140,7 @@ def build_services(runtime: Runtime) -> Services:
         ledger=consent,
         mailer=mailer,
         jobs=jobs,
-        connected=connected_databases(settings),
+        connected=connected,
         webhook_secret=hmac.new(
             settings.secret_key.get_secret_value().encode(),
             b"pledge deletion-notice webhooks",

@@ -223,6 +223,16 @@ def test_the_api_refuses_bad_requests_with_a_clear_4xx(
     assert "named staff member" in refused.json()["detail"]
     nul = {**good, "agent": {"name": "A\x00", "document_reference": "x"}}
     assert client.post("/v1/requests", json=nul, headers=staff).status_code == 422
+    naive = {**good, "received_at": "2026-11-30T10:00:00"}  # no time zone: which day was it?
+    assert client.post("/v1/requests", json=naive, headers=staff).status_code == 422
+    posing = {**good, "channel": "privacy_center"}
+    assert client.post("/v1/requests", json=posing, headers=staff).status_code == 422
+    secret = {
+        **good,
+        "kind": "correction",
+        "corrections": [{"category": "user.authorization.password", "value": "x"}],
+    }
+    assert client.post("/v1/requests", json=secret, headers=staff).status_code == 422
     assert client.get("/v1/requests", headers=staff).json() == []
     missing = "00000000-0000-4000-8000-000000000000"
     assert client.post(f"/v1/requests/{missing}/approve", headers=staff).status_code == 404

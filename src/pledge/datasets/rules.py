@@ -149,6 +149,19 @@ def _reference_problems(
                     f"refers to column '{reference}', which {reference.table} does not declare "
                     "(its primary key, or a column named under identities, references or columns)",
                 )
+            elif (
+                reference.column != target.primary_key  # reported on the key itself
+                and (erased := target.columns.get(reference.column)) is not None
+                and erased.erase in {ColumnErasure.NULL, ColumnErasure.MASK}
+            ):
+                # Erasing the parent would change the value this row is found by: the row
+                # could no longer be reached (and a real foreign key would refuse the change).
+                yield Problem(
+                    where,
+                    f"refers to column '{reference}', which erasure changes "
+                    f"({erased.erase.value}): refer to a column that stays, such as the "
+                    "primary key",
+                )
 
 
 def _declared_columns(table: Table) -> set[str]:

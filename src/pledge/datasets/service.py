@@ -297,16 +297,20 @@ class ConnectedDatabases:
                     )
         return ErasureReport(tuple(counts), tuple(retained), dry_run)
 
-    def correct(self, identities: Identities, category: str, new_value: str) -> int:
-        """Write `new_value` into every declared column of `category` in the person's rows,
-        one transaction per database; return how many values changed."""
-        canonical = normalized_identities(identities)
-        if not any(
+    def declares(self, category: str) -> bool:
+        """Whether any connected table declares a column of `category`."""
+        return any(
             column.category == category
             for described in self._datasets.values()
             for table in described.declaration.tables.values()
             for column in table.columns.values()
-        ):
+        )
+
+    def correct(self, identities: Identities, category: str, new_value: str) -> int:
+        """Write `new_value` into every declared column of `category` in the person's rows,
+        one transaction per database; return how many values changed."""
+        canonical = normalized_identities(identities)
+        if not self.declares(category):
             raise UnknownCategory(f"no connected table declares a column of '{category}'")
         changed = 0
         for name, described in self._datasets.items():

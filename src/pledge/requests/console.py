@@ -246,8 +246,11 @@ def _request_page(
         and view.status in OPEN_STATUSES,
         "approve": member.may(Permission.DECIDE_REQUEST)
         and Status.IN_PROGRESS in allowed
-        and view.verified_at is not None,
-        "deny": member.may(Permission.DECIDE_REQUEST) and Status.DENIED in allowed,
+        and view.verified_at is not None
+        and view.work_started_at is None,
+        "deny": member.may(Permission.DECIDE_REQUEST)
+        and Status.DENIED in allowed
+        and view.work_started_at is None,
         "extend": member.may(Permission.DECIDE_REQUEST)
         and Status.EXTENDED in allowed
         and not view.extended

@@ -37,7 +37,14 @@ from pledge.requests.package import (
     build_package,
 )
 from pledge.requests.rules import Channel
-from pledge.requests.service import ACTOR, FULFIL, PRIVACY_REQUESTS, RequestDesk, RequestView
+from pledge.requests.service import (
+    ACTOR,
+    FULFIL,
+    PRIVACY_REQUESTS,
+    Details,
+    RequestDesk,
+    RequestView,
+)
 from pledge.vault import IdentityKind, Source, SubjectErased, SubjectNotFound, Vault
 
 log = logging.getLogger(__name__)
@@ -45,6 +52,7 @@ log = logging.getLogger(__name__)
 NOTIFY_RECIPIENT = "requests.notify_recipient"
 WEBHOOK_TIMEOUT_SECONDS = 10
 REQUEST_NOTICE = "Your privacy request asked us to {what}."
+EMAIL_CATEGORY = "user.contact.email"
 
 _OPT_OUT_NOTICES = {
     RequestKind.OPT_OUT_SALE_SHARING: "Do not sell or share my personal information.",
@@ -100,53 +108,57 @@ class Fulfilment:
 
     # --- access -----------------------------------------------------------------------------
 
+    def _read_vault(self, view: RequestView) -> tuple[list[HeldValue], set[str], bool]:
+        """The subject's values (every category the privacy-requests purpose may read), the
+        categories it holds values in, and whether the subject was found."""
+        if view.subject_id is None:
+            return [], set(), False
+        try:
+            data = self.vault.read(view.subject_id, PRIVACY_REQUESTS, actor=ACTOR)
+            categories = set(self.vault.categories_held(view.subject_id))
+        except (SubjectErased, SubjectNotFound):
+            return [], set(), False
+        held = [
+            HeldValue(
+                v.category,
+                v.field,
+                v.collection_point,
+                v.value,
+                v.source,
+                v.collected_at,
+                v.version,
+            )
+            for v in data.values
+        ]
+        return held, categories, True
+
     def _access(self, view: RequestView, document: PolicyDocument, version: str) -> None:
         details = self.desk.details(view.id)
-        held: list[HeldValue] = []
-        withheld: list[str] = []
+        held, categories, subject_found = self._read_vault(view)
         consent: list[ConsentEntry] = []
-        subject_found = False
-        if view.subject_id is not None:
-            try:
-                data = self.vault.read(view.subject_id, PRIVACY_REQUESTS, actor=ACTOR)
-                subject_found = True
-                held = [
-                    HeldValue(
-                        v.category,
-                        v.field,
-                        v.collection_point,
-                        v.value,
-                        v.source,
-                        v.collected_at,
-                        v.version,
-                    )
-                    for v in data.values
-                    if _shown(document, v.category)
-                ]
-                withheld = [
-                    category
-                    for category in self.vault.categories_held(view.subject_id)
-                    if not _shown(document, category)
-                ]
-                consent = [
-                    ConsentEntry(
-                        e.purpose,
-                        e.action.value,
-                        e.method.value,
-                        e.source,
-                        e.policy_version,
-                        e.at,
-                        e.expires_at,
-                    )
-                    for e in self.ledger.history(view.subject_id)
-                ]
-            except (SubjectErased, SubjectNotFound):
-                subject_found = False
-        connected = [
-            item
-            for item in self._connected_values(details.email, held)
-            if _shown(document, item.category)
-        ]
+        if subject_found and view.subject_id is not None:
+            consent = [
+                ConsentEntry(
+                    e.purpose,
+                    e.action.value,
+                    e.method.value,
+                    e.source,
+                    e.policy_version,
+                    e.at,
+                    e.expires_at,
+                )
+                for e in self.ledger.history(view.subject_id)
+            ]
+        found_connected = self._connected_values(view, _connected_identities(details, held))
+        shown = [v for v in held if _shown(document, v.category)]
+        connected = [c for c in found_connected if _shown(document, c.category)]
+        readable = {v.category for v in held}
+        # Named, never shown: secrets (passwords, cards), and anything held that the purpose of
+        # answering requests may not read; the person learns that it is held.
+        withheld = sorted(
+            {c for c in categories if not _shown(document, c) or c not in readable}
+            | {c.category for c in found_connected if not _shown(document, c.category)}
+        )
         past = []
         with_index = self.desk.email_index_of(view.id)
         if with_index is not None:
@@ -161,13 +173,13 @@ class Fulfilment:
             kind=view.kind.value,
             received_on=view.received_on,
             created_at=dt.datetime.now(dt.UTC),
-            held=held,
+            held=shown,
             withheld_categories=withheld,
             connected=connected,
             consent=consent,
             requests=past,
         )
-        found = subject_found or bool(connected)
+        found = subject_found or bool(found_connected)
         values = sum(len(c["values"]) for c in package["categories"])
         answer = (
             f"Your copy of the personal information we hold about you is ready: {values} "
@@ -190,65 +202,73 @@ class Fulfilment:
             package=json.dumps(package, ensure_ascii=False),
         )
 
-    def _connected_values(self, email: str | None, held: list[HeldValue]) -> list[ConnectedValue]:
-        if self.connected is None or email is None:
+    def _connected_values(
+        self, view: RequestView, identities: dict[str, list[str]]
+    ) -> list[ConnectedValue]:
+        if self.connected is None or not identities:
             return []
         found = []
-        for record in self.connected.access(_identities(email, held)):
+        records = self.connected.access(identities)
+        for record in records:
             for column, item in record.values.items():
                 found.append(
                     ConnectedValue(
                         record.dataset, record.table, record.key, column, item.category, item.value
                     )
                 )
+        self.desk.save_progress(
+            view.id,
+            {},
+            audit={
+                "action": "request.connected_read",
+                "details": {"records": len(records), "values": len(found)},
+            },
+        )
         return found
 
     # --- correction ---------------------------------------------------------------------------
 
     def _correct(self, view: RequestView, document: PolicyDocument, version: str) -> None:
         details = self.desk.details(view.id)
-        changed: dict[str, int] = {}
-        connected_changed = 0
+        progress = self.desk.progress(view.id)
+        changed: dict[str, int] = dict(progress.get("corrected", {}))
         source = _source_of(view.channel)
-        held: list[HeldValue] = []
-        if view.subject_id is not None:
+        held, _categories, found = self._read_vault(view)
+        if found and view.subject_id is not None and "corrected" not in progress:
             try:
-                data = self.vault.read(view.subject_id, PRIVACY_REQUESTS, actor=ACTOR)
-                held = [
-                    HeldValue(
-                        v.category,
-                        v.field,
-                        v.collection_point,
-                        v.value,
-                        v.source,
-                        v.collected_at,
-                        v.version,
-                    )
-                    for v in data.values
-                ]
-                identities = _identities(details.email, held)
-                for correction in details.corrections:
-                    for value in data.values:
-                        if value.category != correction.category:
-                            continue
-                        if value.value == correction.value:
-                            continue
-                        self.vault.correct(
-                            view.subject_id,
-                            value.id,
-                            correction.value,
-                            actor=ACTOR,
-                            source=source,
-                            entered_by=view.entered_by,
-                        )
-                        changed[correction.category] = changed.get(correction.category, 0) + 1
-                if self.connected is not None and details.email is not None:
-                    for correction in details.corrections:
-                        connected_changed += self.connected.correct(
-                            identities, correction.category, correction.value
-                        )
+                current = self.vault.read(view.subject_id, PRIVACY_REQUESTS, actor=ACTOR).values
             except (SubjectErased, SubjectNotFound):
-                pass
+                current = []
+            for correction in details.corrections:
+                for value in current:
+                    if value.category != correction.category or value.value == correction.value:
+                        continue
+                    self.vault.correct(
+                        view.subject_id,
+                        value.id,
+                        correction.value,
+                        actor=ACTOR,
+                        source=source,
+                        entered_by=view.entered_by,
+                    )
+                    changed[correction.category] = changed.get(correction.category, 0) + 1
+            self.desk.save_progress(view.id, {"corrected": changed})
+        connected_changed = int(progress.get("connected_values", 0))
+        identities = _connected_identities(details, held)
+        if self.connected is not None and identities and "connected_values" not in progress:
+            for correction in details.corrections:
+                if self.connected.declares(correction.category):
+                    connected_changed += self.connected.correct(
+                        identities, correction.category, correction.value
+                    )
+            self.desk.save_progress(
+                view.id,
+                {"connected_values": connected_changed},
+                audit={
+                    "action": "request.connected_corrected",
+                    "details": {"values": connected_changed},
+                },
+            )
         names = ", ".join(document.category_name(c) for c in sorted(changed)) or "nothing"
         self.desk.complete(
             view.id,
@@ -264,74 +284,73 @@ class Fulfilment:
     # --- deletion -----------------------------------------------------------------------------
 
     def _delete(self, view: RequestView, document: PolicyDocument, version: str) -> None:
+        """Each step is recorded before the next: a job run again after a crash goes on from
+        the last step done, and neither erases, notifies nor answers twice."""
         details = self.desk.details(view.id)
-        held: list[HeldValue] = []
-        categories: set[str] = set()
-        if view.subject_id is not None:
-            try:
-                data = self.vault.read(view.subject_id, PRIVACY_REQUESTS, actor=ACTOR)
-                held = [
-                    HeldValue(
-                        v.category,
-                        v.field,
-                        v.collection_point,
-                        v.value,
-                        v.source,
-                        v.collected_at,
-                        v.version,
-                    )
-                    for v in data.values
-                ]
-                categories = set(self.vault.categories_held(view.subject_id))
-            except (SubjectErased, SubjectNotFound):
-                pass
-        outcome: dict[str, Any] = {"vault_erased": False, "connected": {}, "retained": []}
-        if self.connected is not None and details.email is not None:
-            report = self.connected.erase(_identities(details.email, held))
-            outcome["connected"] = report.counts()
-            outcome["retained"] = [
-                {"where": f"{kept.dataset}.{kept.table}", "rows": kept.rows, "reason": kept.reason}
-                for kept in report.retained
-            ]
-            categories |= report.categories()
-        notified = self._queue_recipient_notices(view, document, categories)
-        outcome["recipients_notified"] = notified
-        if view.subject_id is not None:
-            try:
-                outcome["vault_erased"] = self.vault.shred(
-                    view.subject_id, actor=ACTOR, reason=f"deletion request {view.id}"
-                )
-            except SubjectNotFound:
-                outcome["vault_erased"] = False
-        kept_lines = [f"- {r['reason']} ({r['rows']} records)" for r in outcome["retained"]]
-        answer = (
-            "We deleted the personal information we held about you, and told the companies "
-            "that received it to delete it too."
-            if outcome["vault_erased"] or outcome["connected"]
-            else "We found no personal information under your e-mail address to delete."
-        )
-        if kept_lines:
-            answer += (
-                "\n\nThe law requires us to keep these records; the personal details in them "
-                "that the law does not require were erased:\n" + "\n".join(kept_lines)
+        progress = self.desk.progress(view.id)
+        held, categories, _found = self._read_vault(view)
+        identities = _connected_identities(details, held)
+        if details.email is None and identities and not details.addresses:
+            self.desk.remember_addresses(view.id, identities[IdentityKind.EMAIL.value])
+        if "connected" not in progress:
+            step: dict[str, Any] = {"connected": {}, "retained": [], "connected_categories": []}
+            if self.connected is not None and identities:
+                report = self.connected.erase(identities)
+                step = {
+                    "connected": report.counts(),
+                    "retained": [
+                        {
+                            "where": f"{kept.dataset}.{kept.table}",
+                            "rows": kept.rows,
+                            "reason": kept.reason,
+                        }
+                        for kept in report.retained
+                    ],
+                    "connected_categories": sorted(report.categories()),
+                }
+            self.desk.save_progress(
+                view.id,
+                step,
+                audit={
+                    "action": "request.connected_erased",
+                    "details": {"tables": len(step["connected"]), "kept": len(step["retained"])},
+                },
             )
-        answer += (
-            "\n\nWe keep a record of this request itself, without its details, for 24 months, "
-            "as the law requires."
-        )
-        self.desk.complete(view.id, outcome=outcome, answer=answer)
-
-    def _queue_recipient_notices(
-        self, view: RequestView, document: PolicyDocument, categories: set[str]
-    ) -> list[str]:
-        recipients = [
-            key
-            for key, recipient in document.recipients.items()
-            if recipient.deletion_notice is not None and categories & set(recipient.categories)
-        ]
-        for key in recipients:
-            self.jobs.submit(NOTIFY_RECIPIENT, {"request_id": view.id, "recipient": key})
-        return recipients
+            progress.update(step)
+        if "recipients_notified" not in progress:
+            affected = categories | set(progress.get("connected_categories", []))
+            recipients = [
+                key
+                for key, recipient in document.recipients.items()
+                if recipient.deletion_notice is not None and affected & set(recipient.categories)
+            ]
+            self.desk.save_progress(
+                view.id,
+                {"recipients_notified": recipients},
+                jobs=[
+                    (NOTIFY_RECIPIENT, {"request_id": view.id, "recipient": key})
+                    for key in recipients
+                ],
+            )
+            progress["recipients_notified"] = recipients
+        if "vault_erased" not in progress:
+            erased = False
+            if view.subject_id is not None:
+                try:
+                    erased = self.vault.shred(
+                        view.subject_id, actor=ACTOR, reason=f"deletion request {view.id}"
+                    )
+                except SubjectNotFound:
+                    erased = False
+            self.desk.save_progress(view.id, {"vault_erased": erased})
+            progress["vault_erased"] = erased
+        outcome = {
+            "vault_erased": progress["vault_erased"],
+            "connected": progress["connected"],
+            "retained": progress["retained"],
+            "recipients_notified": progress["recipients_notified"],
+        }
+        self.desk.complete(view.id, outcome=outcome, answer=_deletion_answer(outcome, document))
 
     def _notify_recipient(self, payload: Mapping[str, Any]) -> None:
         request_id, key = str(payload["request_id"]), str(payload["recipient"])
@@ -341,7 +360,9 @@ class Fulfilment:
             log.warning("recipient %s has no deletion notice any more; skipped", key)
             return
         details = self.desk.details(request_id)
-        if details.email is None:
+        addresses = [details.email] if details.email is not None else details.addresses
+        if not addresses:
+            log.warning("deletion request %s names no e-mail address to tell %s", request_id, key)
             return
         notice = recipient.deletion_notice
         organization = policy.document.organization.legal_name
@@ -351,7 +372,8 @@ class Fulfilment:
                 subject_line=f"Deletion request {request_id[:8]} from {organization}",
                 text=(
                     f"{organization} received a verified request to delete the personal "
-                    f"information of the person with the e-mail address {details.email} "
+                    "information of the person with the e-mail address "
+                    f"{' or '.join(addresses)} "
                     f"(reference {request_id}). Under our agreement, please delete the "
                     "personal information we disclosed to you about this person, and tell "
                     f"{policy.document.organization.privacy_email} when it is done."
@@ -365,7 +387,7 @@ class Fulfilment:
                 "type": "deletion_request",
                 "request_id": request_id,
                 "organization": organization,
-                "identities": {"email": details.email},
+                "identities": {"email": addresses},
                 "sent_at": dt.datetime.now(dt.UTC).isoformat(),
             }
         ).encode()
@@ -380,7 +402,7 @@ class Fulfilment:
                 "Pledge-Signature": f"sha256={signature}",
             },
         )
-        with urllib.request.urlopen(message, timeout=WEBHOOK_TIMEOUT_SECONDS) as answer:  # noqa: S310
+        with _NO_REDIRECTS.open(message, timeout=WEBHOOK_TIMEOUT_SECONDS) as answer:
             if not 200 <= answer.status < 300:
                 raise RuntimeError(f"webhook answered {answer.status}")
 
@@ -451,19 +473,20 @@ class Fulfilment:
         return found[0].version, found[1]
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """A webhook that answers with a redirect has not received the notice: urllib would follow
+    it as a GET without the body and count the 200 at its end as delivered."""
+
+    def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects())
+
+
 def _shown(document: PolicyDocument, category: str) -> bool:
     spec = document.data_categories.get(category)
     return spec is None or spec.shown_in_access_requests
-
-
-def _identities(email: str | None, held: list[HeldValue]) -> dict[str, list[str]]:
-    identities: dict[str, list[str]] = {}
-    if email is not None:
-        identities[IdentityKind.EMAIL.value] = [email]
-    phones = [v.value for v in held if v.category == "user.contact.phone_number"]
-    if phones:
-        identities[IdentityKind.PHONE.value] = phones
-    return identities
 
 
 def _source_of(channel: Channel) -> Source:
@@ -472,3 +495,43 @@ def _source_of(channel: Channel) -> Source:
     if channel is Channel.API:
         return Source.API
     return Source.STAFF_ENTRY
+
+
+def _connected_identities(details: Details, held: list[HeldValue]) -> dict[str, list[str]]:
+    """Whom to look for in the connected databases: the address the person proved, or, for a
+    request staff verified without one, the e-mail addresses of the verified subject's own
+    record (or those it held when it was erased). Never a phone number or another value
+    someone typed into a form: it could be another person's."""
+    if details.email is not None:
+        return {IdentityKind.EMAIL.value: [details.email]}
+    addresses = sorted(
+        {v.value for v in held if v.category == EMAIL_CATEGORY} | set(details.addresses)
+    )
+    return {IdentityKind.EMAIL.value: addresses} if addresses else {}
+
+
+def _deletion_answer(outcome: Mapping[str, Any], document: PolicyDocument) -> str:
+    erased = outcome["vault_erased"] or any(
+        counts.get("rows_found") for counts in outcome["connected"].values()
+    )
+    if not erased:
+        answer = "We found no personal information under your e-mail address to delete."
+    else:
+        answer = "We deleted the personal information we held about you."
+        if outcome["recipients_notified"]:
+            names = ", ".join(
+                document.recipients[key].name for key in outcome["recipients_notified"]
+            )
+            answer += f" We told those who received it from us to delete it too: {names}."
+    kept = [f"- {r['reason']} ({r['rows']} records)" for r in outcome["retained"]]
+    if kept:
+        answer += (
+            "\n\nThe law requires us to keep these records; the personal details in them "
+            "that the law does not require were erased:\n" + "\n".join(kept)
+        )
+    months = document.requests.records_kept
+    return answer + (
+        f"\n\nWe keep a record of this request itself, without its details, for "
+        f"{months.amount} {months.unit.value}{'s' if months.amount > 1 else ''}, as the law "
+        "requires."
+    )

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from pledge.apikeys import Caller, require_scope
 from pledge.policy.document import RequestKind, VerificationTier
@@ -83,8 +83,16 @@ class RequestIn(BaseModel):
     entered_by: Line | None = None
     agent: AgentIn | None = None
     corrections: Annotated[list[CorrectionIn], Field(max_length=50)] = Field(default_factory=list)
-    received_at: dt.datetime | None = None
-    """When it arrived, if earlier (up to 30 days): a letter opened today that came before."""
+    received_at: AwareDatetime | None = None
+    """When it arrived, if earlier (up to 30 days), with its time zone: a letter opened today
+    that came before."""
+
+    @field_validator("channel")
+    @classmethod
+    def _not_the_privacy_center(cls, channel: Channel) -> Channel:
+        if channel is Channel.PRIVACY_CENTER:
+            raise ValueError("requests from the privacy center come through its own pages")
+        return channel
 
 
 class RequestOut(BaseModel):
@@ -101,6 +109,8 @@ class RequestOut(BaseModel):
     entered_by: str | None
     subject_id: str | None
     attempts: int
+    staff_check: bool
+    """Too little is held to verify the person online: staff must verify them another way."""
     received_at: dt.datetime
     received_on: dt.date
     acknowledge_by: dt.date | None
@@ -111,6 +121,8 @@ class RequestOut(BaseModel):
     overdue: bool
     acknowledgement_overdue: bool
     verified_at: dt.datetime | None
+    work_started_at: dt.datetime | None
+    """When the job carrying it out was queued; from then on it cannot be denied."""
     closed_at: dt.datetime | None
     denial_reason: str | None
     outcome: dict[str, Any] | None
@@ -258,7 +270,7 @@ def staff_verify(
             request_id, actor=caller.actor, note=body.note, subject_id=body.subject_id
         )
         return _out(desk, view)
-    except (RequestNotFound, TransitionRefused) as error:
+    except (RequestNotFound, TransitionRefused, IntakeRefused) as error:
         raise _failures(error) from None
 
 

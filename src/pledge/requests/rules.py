@@ -91,6 +91,19 @@ def add_months(day: dt.date, months: int) -> dt.date:
     return dt.date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
+def moment_after(start: dt.datetime, amount: int, unit: str) -> dt.datetime:
+    """`start` plus a policy period: months and years on the calendar (24 months after 1 March
+    is 1 March two years on, never a day sooner), shorter units exactly."""
+    if unit in {"month", "year"}:
+        months = amount * (12 if unit == "year" else 1)
+        day = add_months(start.date(), months)
+        if day.day < start.day:  # the month has no such date: keep to its end, then a day more
+            day += dt.timedelta(days=1)
+        return dt.datetime.combine(day, start.timetz())
+    hours = {"hour": 1, "day": 24, "week": 24 * 7}[unit]
+    return start + dt.timedelta(hours=amount * hours)
+
+
 def add_business_days(day: dt.date, count: int) -> dt.date:
     """The `count`-th US business day after `day` (the day itself is not counted)."""
     current, left = day, count
@@ -236,7 +249,9 @@ def comparable(category: str, value: str) -> str:
         digits = "".join(ch for ch in text if ch.isdigit())
         return digits[-10:]
     if category.endswith("postal_code"):
-        return "".join(ch for ch in text if ch.isalnum())[:5]
+        packed = "".join(ch for ch in text if ch.isalnum())
+        # A US ZIP+4 matches its five-digit ZIP; any other postal code must match whole.
+        return packed[:5] if packed.isdigit() and len(packed) in {5, 9} else packed
     if category.endswith("date_of_birth"):
         return _iso_date(text)
     return "".join(ch for ch in text if ch.isalnum() or ch == " ").strip()
@@ -259,3 +274,9 @@ def matching_points(given: dict[str, str], held: dict[str, list[str]]) -> int:
         if mine and any(comparable(category, theirs) == mine for theirs in held.get(category, [])):
             matches += 1
     return matches
+
+
+def csv_cell(value: str) -> str:
+    """A value safe to put in a CSV cell that a spreadsheet opens: text starting with `=`, `+`,
+    `-`, `@`, a tab or a carriage return would run as a formula, so it gets a leading `'`."""
+    return "'" + value if value[:1] in {"=", "+", "-", "@", "\t", "\r"} else value

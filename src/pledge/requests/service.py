@@ -22,10 +22,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from pledge.audit import record
+from pledge.datasets import ConnectedDatabases
 from pledge.jobs import JobQueue
 from pledge.keyring import Keyring, SubjectKeyDestroyed
 from pledge.mail import Mailer
@@ -38,14 +39,17 @@ from pledge.requests.rules import (
     Deadlines,
     Regime,
     Status,
+    TransitionRefused,
     check_transition,
+    csv_cell,
     deadlines,
     matching_points,
+    moment_after,
     regime_for,
 )
 from pledge.requests.tables import PrivacyRequest, RequestTransition
-from pledge.vault import IdentityKind, SubjectErased, Vault
-from pledge.vault.rules import IdentityInvalid, normalize_identity
+from pledge.vault import IdentityKind, SubjectErased, SubjectNotFound, Vault
+from pledge.vault.rules import IDENTITY_CATEGORIES, IdentityInvalid, normalize_identity
 from pledge.vault.sealing import seal, unseal
 
 log = logging.getLogger(__name__)
@@ -60,6 +64,11 @@ DECLARATION = (
 """The signed declaration the highest verification tier asks for (Cal. Code Regs. tit. 11,
 section 7062(c))."""
 REMIND_WITHIN = dt.timedelta(days=7)
+ACKNOWLEDGEMENTS_PER_DAY = 5
+"""Acknowledgements mailed to one address in a day; further requests are received unmailed."""
+VERIFY_FAILURES_PER_DAY = 5
+"""Wrong sets of data points one address may give in a day, across all its requests: opening a
+new request is no way around the attempts a request allows."""
 
 
 class RequestNotFound(LookupError):
@@ -122,6 +131,7 @@ class RequestView:
     entered_by: str | None
     subject_id: str | None
     attempts: int
+    staff_check: bool
     received_at: dt.datetime
     received_on: dt.date
     acknowledge_by: dt.date | None
@@ -130,6 +140,7 @@ class RequestView:
     extended: bool
     due: dt.date
     verified_at: dt.datetime | None
+    work_started_at: dt.datetime | None
     closed_at: dt.datetime | None
     denial_reason: str | None
     outcome: dict[str, Any] | None
@@ -169,10 +180,14 @@ class Details:
     agent: Agent | None = None
     corrections: list[Correction] = field(default_factory=list)
     declaration: dict[str, str] | None = None
+    addresses: list[str] = field(default_factory=list)
+    """For a request without an e-mail address, the addresses the verified subject's record
+    held when it was erased: recipients are told of the deletion under them."""
 
     def dumps(self) -> str:
         return json.dumps(
             {
+                "addresses": self.addresses,
                 "email": self.email,
                 "residence": self.residence,
                 "agent": None if self.agent is None else vars(self.agent),
@@ -190,6 +205,7 @@ class Details:
             agent=None if raw["agent"] is None else Agent(**raw["agent"]),
             corrections=[Correction(**c) for c in raw["corrections"]],
             declaration=raw["declaration"],
+            addresses=raw.get("addresses", []),
         )
 
 
@@ -199,6 +215,8 @@ class VerificationResult:
 
     status: Status
     attempts_left: int
+    staff_check: bool = False
+    """Too little is held to check online: the privacy team verifies the person another way."""
 
 
 class RequestDesk:
@@ -213,8 +231,10 @@ class RequestDesk:
         mailer: Mailer,
         jobs: JobQueue,
         public_url: str,
+        connected: ConnectedDatabases | None = None,
     ) -> None:
         self.sessions = sessions
+        self.connected = connected
         self.keyring = keyring
         self.vault = vault
         self.mailer = mailer
@@ -265,6 +285,7 @@ class RequestDesk:
                 entered_by=intake.entered_by,
                 tier=tier.value,
                 attempts=0,
+                staff_check=False,
                 received_at=received_at,
                 received_on=received_on,
                 acknowledge_by=due.acknowledge_by,
@@ -273,6 +294,7 @@ class RequestDesk:
                 extended=False,
                 acknowledged_at=None,
                 verified_at=None,
+                work_started_at=None,
                 closed_at=None,
                 denial_reason=None,
                 outcome=None,
@@ -312,12 +334,26 @@ class RequestDesk:
                 job_ids += self._start(session, row, document, actor=actor)
             else:
                 self._move(session, row, Status.RECEIVED, Status.AWAITING_VERIFICATION, actor=actor)
-            if email is not None:
+            if email is not None and self._may_acknowledge(session, email_index, now):
                 job_ids.append(
                     self._acknowledge(session, row, email, details, due=due, document=document)
                 )
         self.jobs.dispatch(job_ids)
         return request_id
+
+    def _may_acknowledge(self, session: Session, email_index: str | None, now: dt.datetime) -> bool:
+        """Whether the acknowledgement may be mailed: at most `ACKNOWLEDGEMENTS_PER_DAY` go to
+        one address a day, so the form cannot be used to flood someone's mailbox. The request
+        is received all the same, and the page says the same thing."""
+        recent = session.scalar(
+            select(func.count())
+            .select_from(PrivacyRequest)
+            .where(
+                PrivacyRequest.email_index == email_index,
+                PrivacyRequest.received_at > now - dt.timedelta(days=1),
+            )
+        )
+        return (recent or 0) <= ACKNOWLEDGEMENTS_PER_DAY
 
     def _acknowledge(
         self,
@@ -334,7 +370,14 @@ class RequestDesk:
             f"We received a request to {_ASKED[kind]} (reference {row.id}).",
             f"We will answer by {row.answer_by.isoformat()}.",
         ]
-        if details.agent is not None:
+        if details.agent is not None and kind in OPT_OUT_KINDS:
+            lines.append(
+                f"{details.agent.name} made this request for you, saying you gave them written "
+                "permission. The law lets an opt-out take effect on that permission; if you did "
+                f"not give it, tell us at {document.organization.privacy_email} and we will "
+                "undo it."
+            )
+        elif details.agent is not None:
             lines.append(
                 f"{details.agent.name} made this request for you, saying you gave written "
                 "permission. Nothing happens unless you confirm it yourself."
@@ -383,28 +426,34 @@ class RequestDesk:
 
         The proven address is the first data point; `data_points` (category -> value) must
         bring the number of matches to the request's tier, and the highest tier needs the
-        declaration signed with the person's name. Raise `RequestNotFound` if the request is
-        not this address's."""
+        declaration signed with the person's name. The values are compared with what the vault
+        and the connected databases hold under the address. Where nothing is held anywhere the
+        address alone verifies (the answer will be that nothing is held); where too little is
+        held to reach the tier, no attempt is counted and the privacy team verifies the person
+        another way. Raise `RequestNotFound` if the request is not this address's."""
         document = self._policy()
         now = _now()
         job_ids: list[str] = []
-        view = self.get(request_id)
         with self.sessions() as session:
             row = session.get(PrivacyRequest, request_id)
             if row is None or row.email_index != email_index:
                 raise RequestNotFound(request_id)
-        tier = view.tier
+            view = _view(row)
+            email = self._details(row).email
+        attempts = document.requests.attempts
         if view.status is not Status.AWAITING_VERIFICATION:
-            return VerificationResult(view.status, document.requests.attempts - view.attempts)
-        # The vault is read before the request is locked: its reads are transactions of their
-        # own, which must not wait on this one (SQLite has a single writer).
-        subject_id = self.vault.subject_for_digest(IdentityKind.EMAIL, email_index)
+            return VerificationResult(view.status, attempts - view.attempts, view.staff_check)
+        tier = view.tier
         needed = tier.data_points - 1
         given = {k: v for k, v in data_points.items() if k in document.requests.data_points}
-        matched = needed <= 0 or subject_id is None
-        if not matched and subject_id is not None:
-            held = self._held_points(subject_id, document)
-            matched = matching_points(given, held) >= needed
+        # What is held is read before the request is locked: the vault's reads are transactions
+        # of their own, which must not wait on this one (SQLite has a single writer).
+        subject_id = self.vault.subject_for_digest(IdentityKind.EMAIL, email_index)
+        held, holds_anything = self._held_points(subject_id, email, document)
+        staff_check = needed > 0 and holds_anything and sum(1 for v in held.values() if v) < needed
+        matched = (
+            needed <= 0 or not holds_anything or (matching_points(given, held) >= needed)
+        ) and not staff_check
         declared = tier is not VerificationTier.THREE_DATA_POINTS_AND_DECLARATION or bool(
             declaration_by and declaration_by.strip()
         )
@@ -412,8 +461,20 @@ class RequestDesk:
             row = self._locked(session, request_id)
             status = Status(row.status)
             if status is not Status.AWAITING_VERIFICATION:
-                return VerificationResult(status, document.requests.attempts - row.attempts)
-            if matched and declared:
+                return VerificationResult(status, attempts - row.attempts, row.staff_check)
+            if staff_check:
+                if not row.staff_check:
+                    row.staff_check = True
+                    record(
+                        session,
+                        actor=ACTOR,
+                        action="request.staff_check_needed",
+                        purpose=PRIVACY_REQUESTS,
+                        details={"request": row.id, "held": len(held), "needed": needed},
+                    )
+                return VerificationResult(status, attempts - row.attempts, staff_check=True)
+            failures_today = self._failures_today(session, email_index, now)
+            if matched and declared and failures_today < VERIFY_FAILURES_PER_DAY:
                 if declaration_by:
                     details = self._details(row)
                     details.declaration = {
@@ -430,8 +491,8 @@ class RequestDesk:
                     status,
                     Status.VERIFIED,
                     actor=ACTOR,
-                    note=f"{tier.value}: {needed + 1 if needed > 0 else 1} data point(s) matched"
-                    if subject_id is not None
+                    note=f"{tier.value}: {max(needed, 0) + 1} data point(s) matched"
+                    if holds_anything
                     else "address proven; no personal information is held under it",
                 )
                 job_ids += self._start(session, row, document, actor=ACTOR)
@@ -444,7 +505,7 @@ class RequestDesk:
                     purpose=PRIVACY_REQUESTS,
                     details={"request": row.id, "attempt": row.attempts},
                 )
-                if row.attempts >= document.requests.attempts:
+                if row.attempts >= attempts or failures_today + 1 >= VERIFY_FAILURES_PER_DAY:
                     job_ids += self._deny(
                         session,
                         row,
@@ -453,21 +514,44 @@ class RequestDesk:
                         document,
                         actor=ACTOR,
                     )
-            left = max(0, document.requests.attempts - row.attempts)
+            left = max(0, attempts - row.attempts)
             final = Status(row.status)
         self.jobs.dispatch(job_ids)
         return VerificationResult(final, left)
 
-    def _held_points(self, subject_id: str, document: PolicyDocument) -> dict[str, list[str]]:
-        try:
-            data = self.vault.read(subject_id, PRIVACY_REQUESTS, actor=ACTOR)
-        except SubjectErased:
-            return {}
+    def _failures_today(self, session: Session, email_index: str, now: dt.datetime) -> int:
+        """Wrong sets of data points given under an address in the last day, all its requests."""
+        total = session.scalar(
+            select(func.coalesce(func.sum(PrivacyRequest.attempts), 0)).where(
+                PrivacyRequest.email_index == email_index,
+                PrivacyRequest.received_at > now - dt.timedelta(days=1),
+            )
+        )
+        return int(total or 0)
+
+    def _held_points(
+        self, subject_id: str | None, email: str | None, document: PolicyDocument
+    ) -> tuple[dict[str, list[str]], bool]:
+        """The data-point values held under a proven address (category -> values), in the vault
+        and in the connected databases, and whether anything at all is held there."""
         held: dict[str, list[str]] = {}
-        for value in data.values:
-            if value.category in document.requests.data_points:
-                held.setdefault(value.category, []).append(value.value)
-        return held
+        anything = False
+        if subject_id is not None:
+            try:
+                data = self.vault.read(subject_id, PRIVACY_REQUESTS, actor=ACTOR)
+                anything = True
+                for value in data.values:
+                    if value.category in document.requests.data_points:
+                        held.setdefault(value.category, []).append(value.value)
+            except SubjectErased:
+                pass
+        if self.connected is not None and email is not None:
+            for connected_record in self.connected.access({IdentityKind.EMAIL.value: [email]}):
+                anything = True
+                for item in connected_record.values.values():
+                    if item.category in document.requests.data_points and item.value:
+                        held.setdefault(item.category, []).append(item.value)
+        return held, anything
 
     # --- Staff decisions ------------------------------------------------------------------------
 
@@ -478,12 +562,22 @@ class RequestDesk:
         post): `note` says how, without the values compared. `subject_id` says whom the request
         concerns when it came without an e-mail address (the address's owner otherwise)."""
         document = self._policy()
-        if subject_id is None:
-            email = self.details(request_id).email
-            if email is not None:
-                subject_id = self.vault.subject_for_digest(
-                    IdentityKind.EMAIL, self._email_index(email)
-                )
+        email = self.details(request_id).email
+        owner = (
+            None
+            if email is None
+            else self.vault.subject_for_digest(IdentityKind.EMAIL, self._email_index(email))
+        )
+        if subject_id is not None and email is not None and subject_id != owner:
+            # The answer goes to the request's address: it may concern only that address's
+            # owner, whatever subject ID is typed in.
+            raise IntakeRefused("that subject does not hold the request's e-mail address")
+        if subject_id is not None:
+            try:
+                self.vault.categories_held(subject_id)
+            except (SubjectNotFound, SubjectErased):
+                raise IntakeRefused("no live subject has that ID") from None
+        subject_id = subject_id or owner
         with self.sessions() as session, session.begin():
             row = self._locked(session, request_id)
             check_transition(Status(row.status), Status.VERIFIED)
@@ -515,10 +609,11 @@ class RequestDesk:
         with self.sessions() as session, session.begin():
             row = self._locked(session, request_id)
             current = Status(row.status)
-            if current is Status.EXTENDED and row.verified_at is None:
-                raise IntakeRefused("the request is not verified yet")
+            if row.work_started_at is not None:
+                raise TransitionRefused("the work on this request has already started")
             check_transition(current, Status.IN_PROGRESS)
             self._move(session, row, current, Status.IN_PROGRESS, actor=actor, note="approved")
+            row.work_started_at = _now()
             job_id = self.jobs.add(session, FULFIL, {"request_id": row.id})
         self.jobs.dispatch([job_id])
         return self.get(request_id)
@@ -531,6 +626,12 @@ class RequestDesk:
         with self.sessions() as session, session.begin():
             row = self._locked(session, request_id)
             check_transition(Status(row.status), Status.DENIED)
+            if row.work_started_at is not None:
+                # Its job may already have erased or sent something: a denial would contradict
+                # what was done. A job that cannot finish is retried by staff (`pledge jobs`).
+                raise TransitionRefused(
+                    "the work on this request has started: it cannot be denied now"
+                )
             job_ids = self._deny(session, row, reason.strip(), document, actor=actor)
         self.jobs.dispatch(job_ids)
         return self.get(request_id)
@@ -590,6 +691,7 @@ class RequestDesk:
         if RequestKind(row.kind) in document.requests.staff_approval:
             return []
         self._move(session, row, Status.VERIFIED, Status.IN_PROGRESS, actor=actor)
+        row.work_started_at = _now()
         return [self.jobs.add(session, FULFIL, {"request_id": row.id})]
 
     def complete(
@@ -616,8 +718,8 @@ class RequestDesk:
                 token = _new_token()
                 row.package_sealed = seal(self._key(row.id), package, _aad(row.id, "package"))
                 row.package_token_sha256 = _sha256(token)
-                link_days = document.requests.package_link.approximate_days()
-                row.package_expires_at = _now() + dt.timedelta(days=link_days)
+                link = document.requests.package_link
+                row.package_expires_at = moment_after(_now(), link.amount, link.unit.value)
                 text += (
                     f"\n\nDownload it here until {row.package_expires_at:%Y-%m-%d} (you will be "
                     f"asked to sign in with this address):\n\n{self.package_url(row.id, token)}"
@@ -626,6 +728,48 @@ class RequestDesk:
             job_ids = self._tell(session, row, f"Your privacy request {row.id[:8]} is done", text)
         self.jobs.dispatch(job_ids)
         return token
+
+    def remember_addresses(self, request_id: str, addresses: Sequence[str]) -> None:
+        """Seal, with the request's details, the addresses a subject held before its erasure."""
+        with self.sessions() as session, session.begin():
+            row = self._locked(session, request_id)
+            details = self._details(row)
+            details.addresses = sorted(set(addresses))
+            row.sealed = seal(self._key(row.id), details.dumps(), _aad(row.id, "details"))
+
+    def progress(self, request_id: str) -> dict[str, Any]:
+        """What the work on a request has done so far (kept in its outcome until it closes)."""
+        with self.sessions() as session:
+            row = session.get(PrivacyRequest, request_id)
+            if row is None:
+                raise RequestNotFound(request_id)
+            return dict(row.outcome or {})
+
+    def save_progress(
+        self,
+        request_id: str,
+        progress: Mapping[str, Any],
+        *,
+        jobs: Sequence[tuple[str, Mapping[str, Any]]] = (),
+        audit: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record a step of the work before the next, with the jobs it queues and its audit
+        entry, in one transaction: a job run again after a crash picks up from there, and
+        queues nothing twice."""
+        with self.sessions() as session, session.begin():
+            row = self._locked(session, request_id)
+            row.outcome = {**(row.outcome or {}), **progress}
+            job_ids = [self.jobs.add(session, kind, payload) for kind, payload in jobs]
+            if audit is not None:
+                record(
+                    session,
+                    actor=ACTOR,
+                    action=str(audit["action"]),
+                    subject_id=row.subject_id,
+                    purpose=PRIVACY_REQUESTS,
+                    details={"request": row.id, **audit.get("details", {})},
+                )
+        self.jobs.dispatch(job_ids)
 
     def package_url(self, request_id: str, token: str) -> str:
         """The download link of an access package."""
@@ -770,7 +914,11 @@ class RequestDesk:
             ]
 
     def export_csv(self, *, since: dt.date | None = None) -> Iterator[str]:
-        """The request records as CSV lines (no personal data): what the law asks to be kept."""
+        """The request records as CSV lines (no personal data): what the law asks to be kept.
+
+        Rows are read a page at a time, each page in a short transaction of its own: a slow
+        download never holds the database (on SQLite, its write lock) while it streams."""
+        zone = zoneinfo.ZoneInfo(self._policy().requests.timezone)
         buffer = io.StringIO()
         writer = csv.writer(buffer)
 
@@ -782,14 +930,30 @@ class RequestDesk:
 
         writer.writerow(CSV_COLUMNS)
         yield flush()
-        with self.sessions() as session:
-            query = select(PrivacyRequest).order_by(PrivacyRequest.received_at)
+        after: tuple[dt.datetime, str] | None = None
+        while True:
+            query = (
+                select(PrivacyRequest)
+                .order_by(PrivacyRequest.received_at, PrivacyRequest.id)
+                .limit(CSV_PAGE)
+            )
             if since is not None:
                 query = query.where(PrivacyRequest.received_on >= since)
-            for row in session.scalars(query.execution_options(yield_per=500)):
-                view = _view(row)
-                writer.writerow(_csv_row(view))
+            if after is not None:
+                query = query.where(
+                    tuple_(PrivacyRequest.received_at, PrivacyRequest.id) > tuple_(*after)
+                )
+            with self.sessions() as session:
+                rows = session.scalars(query).all()
+                page = [_view(row) for row in rows]
+                if rows:
+                    after = (rows[-1].received_at, rows[-1].id)
+            for view in page:
+                writer.writerow(_csv_row(view, zone))
+            if page:
                 yield flush()
+            if len(page) < CSV_PAGE:
+                return
 
     # --- Chores ---------------------------------------------------------------------------------
 
@@ -862,6 +1026,7 @@ class RequestDesk:
                     package_sealed=None,
                     package_token_sha256=None,
                     email_index=None,
+                    subject_id=None,
                 )
             )
             record(
@@ -927,7 +1092,7 @@ class RequestDesk:
         self._move(session, row, Status(row.status), final, actor=actor, note=note)
         row.closed_at = now
         kept = document.requests.records_kept
-        row.forget_after = now + dt.timedelta(days=kept.approximate_days())
+        row.forget_after = moment_after(now, kept.amount, kept.unit.value)
 
     def _tell(
         self, session: Session, row: PrivacyRequest, subject_line: str, text: str
@@ -997,6 +1162,8 @@ _ASKED = {
     RequestKind.UNSUBSCRIBE: "stop all marketing messages to you",
 }
 
+CSV_PAGE = 500
+
 CSV_COLUMNS = (
     "id",
     "kind",
@@ -1018,8 +1185,9 @@ CSV_COLUMNS = (
 )
 
 
-def _csv_row(view: RequestView) -> list[str]:
-    closed_on = view.closed_at.date() if view.closed_at else None
+def _csv_row(view: RequestView, zone: zoneinfo.ZoneInfo) -> list[str]:
+    # Days count in the business's time zone, as the deadlines do.
+    closed_on = view.closed_at.astimezone(zone).date() if view.closed_at else None
     return [
         view.id,
         view.kind.value,
@@ -1037,7 +1205,7 @@ def _csv_row(view: RequestView) -> list[str]:
         view.closed_at.isoformat() if view.closed_at else "",
         str((closed_on - view.received_on).days + 1) if closed_on else "",
         ("yes" if closed_on <= view.due else "no") if closed_on else "",
-        view.denial_reason or "",
+        csv_cell(view.denial_reason or ""),
     ]
 
 
@@ -1060,8 +1228,17 @@ def _intake_problems(intake: Intake, document: PolicyDocument) -> Iterator[str |
     if intake.kind is RequestKind.CORRECTION and not intake.corrections:
         yield "a correction request says what is wrong and what is right"
     for correction in intake.corrections:
-        if correction.category not in document.data_categories:
+        spec = document.data_categories.get(correction.category)
+        if spec is None or not spec.linkable or not spec.shown_in_access_requests:
+            # Secrets (passwords, card numbers) are changed by their own means, never here.
             yield f"'{correction.category}' is not a category of personal information we hold"
+            continue
+        kind = IDENTITY_CATEGORIES.get(correction.category)
+        if kind is not None:
+            try:
+                normalize_identity(kind, correction.value)
+            except IdentityInvalid as invalid:
+                yield f"the correct value is not valid: {invalid}"
     if intake.agent is not None and intake.kind in OPT_OUT_KINDS and intake.email is None:
         yield "an agent's opt-out request needs the person's e-mail address"
 
@@ -1078,6 +1255,7 @@ def _view(row: PrivacyRequest) -> RequestView:
         entered_by=row.entered_by,
         subject_id=row.subject_id,
         attempts=row.attempts,
+        staff_check=row.staff_check,
         received_at=_utc(row.received_at),
         received_on=row.received_on,
         acknowledge_by=row.acknowledge_by,
@@ -1086,6 +1264,7 @@ def _view(row: PrivacyRequest) -> RequestView:
         extended=row.extended,
         due=row.extended_answer_by if row.extended else row.answer_by,
         verified_at=None if row.verified_at is None else _utc(row.verified_at),
+        work_started_at=None if row.work_started_at is None else _utc(row.work_started_at),
         closed_at=None if row.closed_at is None else _utc(row.closed_at),
         denial_reason=row.denial_reason,
         outcome=row.outcome,

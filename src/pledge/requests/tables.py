@@ -47,6 +47,8 @@ class PrivacyRequest(Base):
     tier: Mapped[str] = mapped_column(String(40))
     attempts: Mapped[int] = mapped_column(Integer)
     """Sets of data points given that did not match."""
+    staff_check: Mapped[bool] = mapped_column(Boolean)
+    """Too little is held to verify the person online: the privacy team must do it."""
     received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     received_on: Mapped[dt.date] = mapped_column(Date)
     """The business's local date of receipt: day 1 of the deadlines."""
@@ -56,6 +58,9 @@ class PrivacyRequest(Base):
     extended: Mapped[bool] = mapped_column(Boolean)
     acknowledged_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     verified_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    work_started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    """When the job carrying the request out was queued: from then on it is neither approved
+    again nor denied, so the work is never done twice nor contradicted."""
     closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     denial_reason: Mapped[str | None] = mapped_column(Text)
     outcome: Mapped[dict[str, Any] | None] = mapped_column(JSON)

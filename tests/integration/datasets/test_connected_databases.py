@@ -19,7 +19,7 @@ from pledge.datasets import (
     load_datasets_text,
     mask_value,
 )
-from tests.integration.datasets.conftest import (
+from tests.integration.conftest import (
     ALICE,
     MASK_KEY,
     SHOP_FILE,

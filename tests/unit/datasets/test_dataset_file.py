@@ -345,3 +345,19 @@ def test_duplicate_keys_and_files_that_are_not_yaml_are_refused(tmp_path: Path) 
         load_datasets_text("- shop")
     with pytest.raises(DatasetsInvalid, match="cannot read the file"):
         load_datasets(tmp_path / "missing.yaml")
+
+
+def test_a_reference_to_a_column_erasure_changes_is_refused(shop_raw: Raw) -> None:
+    def refer_to_the_email(raw: Raw) -> None:
+        orders = tables(raw)["orders"]
+        orders["references"] = {"customer_email": "customers.email"}
+
+    assert problems_after(shop_raw, refer_to_the_email) == [
+        (
+            f"{TABLES}.orders.references.customer_email",
+            (
+                "refers to column 'customers.email', which erasure changes (mask): refer to a "
+                "column that stays, such as the primary key"
+            ),
+        )
+    ]

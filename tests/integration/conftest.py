@@ -23,7 +23,7 @@ from sqlalchemy.exc import OperationalError
 from pledge.datasets import ConnectedDatabases, DatasetFile, load_datasets
 from tests.conftest import IN_CI, POSTGRESQL_ADMIN_URL
 
-SHOP_FILE = Path(__file__).resolve().parents[3] / "src/pledge/reference/shop-datasets.yaml"
+SHOP_FILE = Path(__file__).resolve().parents[2] / "src/pledge/reference/shop-datasets.yaml"
 MARIADB_URL = os.environ.get(
     "PLEDGE_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4"
 )
