@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO
 
 import httpx2 as httpx
+import pyotp
 import pytest
 import yaml
 from fideslang.models import Taxonomy
@@ -212,10 +213,14 @@ def test_demo_starts_on_a_sqlite_file_in_the_working_directory_with_no_settings(
     )
     try:
         assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(3)]
+        lines = [process.stdout.readline() for _ in range(5)]
         assert lines[0].startswith("demo: reference policy 2026.11 published")
         assert lines[1].startswith("demo: 6 demo people collected")
         token = lines[2].rsplit(" ", 1)[-1].strip()
+        console = re.search(r"username (\S+), password (\S+)", lines[3])
+        secret = re.search(r"TOTP secret is ([A-Z2-7]+);", lines[4])
+        assert console is not None, lines
+        assert secret is not None, lines
         headers = {"Authorization": f"Bearer {token}"}
         deadline, body = time.monotonic() + 30, None
         while time.monotonic() < deadline and body is None:
@@ -230,10 +235,24 @@ def test_demo_starts_on_a_sqlite_file_in_the_working_directory_with_no_settings(
         assert (tmp_path / "pledge.db").is_file()
         assert (tmp_path / "pledge-keys.db").is_file()
         assert (tmp_path / "pledge-master.key").stat().st_mode & 0o777 == 0o600
+        _the_demo_console_admits_its_admin(port, console[1], console[2], secret[1])
         _the_demo_mailbox_shows_a_privacy_center_code(port, process.stdout)
     finally:
         process.terminate()
         process.communicate(timeout=10)
+
+
+def _the_demo_console_admits_its_admin(port: int, user: str, password: str, secret: str) -> None:
+    """The console account the demo printed signs in with the code its secret gives."""
+    base = f"http://127.0.0.1:{port}/console"
+    with httpx.Client(follow_redirects=True) as client:
+        signed_in = client.post(
+            f"{base}/login",
+            data={"username": user, "password": password, "code": pyotp.TOTP(secret).now()},
+        )
+        assert signed_in.status_code == 200, signed_in.text
+        assert "Privacy requests" in signed_in.text or "Welcome" in signed_in.text
+        assert client.get(f"{base}/requests").status_code == 200
 
 
 def _the_demo_mailbox_shows_a_privacy_center_code(port: int, stdout: IO[str]) -> None:
@@ -345,3 +364,36 @@ def test_a_revoked_key_is_listed_as_revoked(runner: CliRunner) -> None:
     assert "#1  shop  pledge_" in listing
     assert "revoked  collect read:*" in listing
     assert "secret" not in listing
+
+
+def test_console_accounts_are_managed_from_the_command_line(runner: CliRunner) -> None:
+    added = runner.invoke(
+        app,
+        ["staff", "add", "ana", "--role", "admin", "--staff", "ops", "--password-stdin"],
+        input="a long enough passphrase\n",
+    )
+    assert added.exit_code == 0, added.output
+    secret = re.search(r"secret: ([A-Z2-7]{32})", added.output)
+    assert secret is not None
+    assert "otpauth://totp/" in added.output
+    weak = runner.invoke(
+        app,
+        ["staff", "add", "bo", "--role", "auditor", "--staff", "ops", "--password-stdin"],
+        input="short\n",
+    )
+    assert weak.exit_code == 2
+    assert "12 to 256 characters" in weak.output
+    assert runner.invoke(app, ["staff", "role", "ana", "auditor", "--staff", "ops"]).exit_code == 0
+    reset = runner.invoke(
+        app,
+        ["staff", "reset", "ana", "--staff", "ops", "--password-stdin"],
+        input="another one here!\n",
+    )
+    assert reset.exit_code == 0, reset.output
+    assert secret[1] not in reset.output  # a new secret
+    assert runner.invoke(app, ["staff", "disable", "ana", "--staff", "ops"]).exit_code == 0
+    listed = runner.invoke(app, ["staff", "list"])
+    assert re.search(r"ana\s+auditor\s+disabled", listed.output), listed.output
+    missing = runner.invoke(app, ["staff", "disable", "nobody", "--staff", "ops"])
+    assert missing.exit_code == 2
+    assert "no staff account 'nobody'" in missing.output

@@ -230,3 +230,21 @@ def test_several_redis_workers_run_every_job_once(database: Engine, redis_url: s
     finally:
         consumer.stop(graceful=True)
     assert sorted(seen) == list(range(40))
+
+
+@pytest.mark.parametrize(("minutes", "runs_a_day"), [(15, 96), (60, 24), (6 * 60, 4), (24 * 60, 1)])
+def test_a_chore_runs_as_often_as_it_asks_within_a_day(
+    database: Engine, tmp_path: Path, minutes: int, runs_a_day: int
+) -> None:
+    queue = make_queue(database, f"sqlite:///{tmp_path / 'queue.db'}", "pledge-chores")
+    queue.every(minutes, "test.chore", lambda: None)
+    (task,) = [t for t in queue.transport._registry.periodic_tasks if t.name == "test.chore"]
+    day = dt.datetime(2026, 12, 3, tzinfo=dt.UTC)
+    moments = [day + dt.timedelta(minutes=m) for m in range(24 * 60)]
+    assert sum(task.validate_datetime(moment) for moment in moments) == runs_a_day
+
+
+def test_a_chore_that_no_schedule_can_keep_is_refused(database: Engine, tmp_path: Path) -> None:
+    queue = make_queue(database, f"sqlite:///{tmp_path / 'queue.db'}", "pledge-chores")
+    with pytest.raises(ValueError, match="whole hours"):
+        queue.every(90, "test.chore", lambda: None)
