@@ -18,6 +18,7 @@ from pledge.requests import Channel, Intake
 from pledge.runtime import Runtime
 from pledge.staff import Enrolment, Role
 from pledge.vault import SubjectErased
+from tests.people import NAME
 
 PASSWORD = "correct horse battery"
 
@@ -210,3 +211,36 @@ def test_a_wrong_login_answers_the_same_whatever_was_wrong(
     assert len({a.text for a in answers}) == 1
     assert all("set-cookie" not in a.headers for a in answers)
     assert client.get("/console", follow_redirects=False).status_code == 303
+
+
+def test_staff_download_the_package_of_a_request_that_came_by_post(
+    client: TestClient, services: Services, runtime: Runtime, person: str
+) -> None:
+    desk = services.requests
+    request_id = desk.submit(
+        Intake(
+            kind=RequestKind.ACCESS,
+            channel=Channel.POST,
+            residence="US-CA",
+            email=None,
+            entered_by="kim",
+        ),
+        actor="tests",
+    )
+    desk.staff_verify(request_id, actor="staff:kim", note="signed letter", subject_id=person)
+    services.jobs.drain()
+    assert desk.get(request_id).status.value == "completed"
+    sign_in(client, enrol(services, "kim", Role.SUPPORT_AGENT))
+    page = client.get(f"/console/requests/{request_id}")
+    assert "Download the package" in page.text
+    download = client.post(
+        f"/console/requests/{request_id}/package", data={"form_token": form_token(page.text)}
+    )
+    assert download.status_code == 200
+    assert download.headers["content-type"].startswith("application/json")
+    assert NAME in download.text
+    with runtime.sessions() as session:
+        viewed = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "request.package_viewed")
+        ).one()
+    assert viewed.actor == "staff:kim"

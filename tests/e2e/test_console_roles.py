@@ -42,6 +42,7 @@ MATRIX: dict[tuple[str, str], Permission | str] = {
     ("GET", "/console/requests/export.csv"): Permission.EXPORT_RECORDS,
     ("GET", "/console/requests/{request_id}"): Permission.VIEW_QUEUE,
     ("POST", "/console/requests/{request_id}/details"): Permission.VIEW_REQUESTER,
+    ("POST", "/console/requests/{request_id}/package"): Permission.VIEW_REQUESTER,
     ("POST", "/console/requests/{request_id}/verify"): Permission.VERIFY_REQUEST,
     ("POST", "/console/requests/{request_id}/acknowledge"): Permission.VERIFY_REQUEST,
     ("POST", "/console/requests/{request_id}/approve"): Permission.DECIDE_REQUEST,

@@ -256,6 +256,9 @@ def _request_page(
         and not view.extended
         and today <= view.answer_by,
         "reveal": member.may(Permission.VIEW_REQUESTER) and details is None,
+        "package": member.may(Permission.VIEW_REQUESTER)
+        and view.status is Status.COMPLETED
+        and view.kind in {RequestKind.ACCESS, RequestKind.PORTABILITY},
     }
     return console_page(
         request,
@@ -289,6 +292,26 @@ def reveal(request_id: str, request: Request, desk: DeskDep, staff: Revealer) ->
     if details is None:
         return console_page(request, _templates, "console_missing.html.j2", staff, 404)
     return _request_page(request, desk, staff, request_id, details=details)
+
+
+@pages.post("/{request_id}/package", response_model=None)
+def package(request_id: str, request: Request, desk: DeskDep, staff: Revealer) -> Response:
+    """The access package as JSON, for staff to send by post to a requester who gave no
+    e-mail address; audited."""
+    if not _UUID.fullmatch(request_id):
+        return console_page(request, _templates, "console_missing.html.j2", staff, 404)
+    try:
+        text = desk.package_for_staff(request_id, actor=staff.actor)
+    except RequestNotFound:
+        return console_page(request, _templates, "console_missing.html.j2", staff, 404)
+    return Response(
+        text,
+        media_type="application/json",
+        headers={
+            "Content-Disposition": f'attachment; filename="privacy-package-{request_id[:8]}.json"',
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 def _act(

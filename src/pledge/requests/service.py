@@ -800,6 +800,24 @@ class RequestDesk:
             )
             return unseal(self._key(row.id), row.package_sealed, _aad(row.id, "package"))
 
+    def package_for_staff(self, request_id: str, *, actor: str) -> str:
+        """The sealed package's JSON for a staff member, to send by post a package whose
+        requester gave no e-mail address; audited. Raise `RequestNotFound` when there is none
+        (not an access request, not done yet, or its details were destroyed)."""
+        with self.sessions() as session, session.begin():
+            row = session.get(PrivacyRequest, request_id)
+            if row is None or row.package_sealed is None:
+                raise RequestNotFound(request_id)
+            record(
+                session,
+                actor=actor,
+                action="request.package_viewed",
+                subject_id=row.subject_id,
+                purpose=PRIVACY_REQUESTS,
+                details={"request": row.id},
+            )
+            return unseal(self._key(row.id), row.package_sealed, _aad(row.id, "package"))
+
     def email_index_of(self, request_id: str) -> str | None:
         """The blind index of the address a request was made under (None: none given)."""
         with self.sessions() as session:
