@@ -59,10 +59,17 @@ def bench_decide(calls: int) -> None:
 
 
 def subjects_over_http(client: httpx.Client, headers: dict[str, str], count: int) -> list[str]:
+    screened = client.post(
+        "/v1/age-screen",
+        json={"collection_point": "newsletter", "date_of_birth": "1990-04-01"},
+        headers=headers,
+    )
+    screened.raise_for_status()
     items = [
         {
             "collection_point": "newsletter",
             "fields": {"email": f"w{i}-{uuid.uuid4().hex[:6]}@bench.example"},
+            "age_pass": screened.json()["age_pass"],
         }
         for i in range(count)
     ]

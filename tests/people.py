@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from email.message import EmailMessage
 from typing import TYPE_CHECKING
 
 from pledge.app import Services
-from pledge.vault import IdentityKind, Source, Submission
+from pledge.vault import IdentityKind, Source, Submission, Vault
 from pledge.vault.rules import normalize_identity
 
 if TYPE_CHECKING:  # tests.conftest imports this module
@@ -24,7 +25,8 @@ BIRTHDAY = "1990-12-10"
 def collect_ada(services: Services) -> str:
     """Ada: registered (name, e-mail, password) and wrote to support (with a phone number)."""
     (registered,) = services.vault.collect(
-        [
+        screened(
+            services.vault,
             Submission(
                 "registration",
                 {
@@ -34,8 +36,8 @@ def collect_ada(services: Services) -> str:
                     "date_of_birth": BIRTHDAY,
                 },
                 Source.WEB_FORM,
-            )
-        ],
+            ),
+        ),
         actor="tests",
     )
     services.vault.collect(
@@ -75,3 +77,12 @@ def package_token(text: str) -> str:
     match = re.search(r"/package\?token=([A-Za-z0-9_-]{43})", text)
     assert match, text
     return match[1]
+
+
+def screened(vault: Vault, *submissions: Submission) -> list[Submission]:
+    """`submissions` with the pass the age screen gives an adult, for points that screen ages
+    (as an integrating service's sign-up would carry it)."""
+    return [
+        dataclasses.replace(item, age_pass=vault.age_pass(item.collection_point))
+        for item in submissions
+    ]

@@ -14,6 +14,8 @@ from fastapi_offline import FastAPIOffline
 
 from pledge import __version__
 from pledge.apikeys import KeyCache
+from pledge.children import AgeScreen
+from pledge.children import api_routes as children_routes
 from pledge.config import Settings
 from pledge.consent import AUDIENCE_MAX_BYTES, BannerCors, ConsentLedger
 from pledge.consent import api_routes as consent_routes
@@ -71,6 +73,7 @@ class Services:
     requests: RequestDesk
     fulfilment: Fulfilment
     staff: StaffDirectory
+    age_screen: AgeScreen
 
 
 class DatasetsNotReady(RuntimeError):
@@ -162,6 +165,7 @@ def build_services(runtime: Runtime) -> Services:
         requests=desk,
         fulfilment=fulfilment,
         staff=staff,
+        age_screen=AgeScreen(vault=vault, secret=settings.secret_key.get_secret_value().encode()),
     )
 
 
@@ -201,6 +205,7 @@ def create_app(
     app.state.privacy_center = services.privacy_center
     app.state.requests = services.requests
     app.state.staff = services.staff
+    app.state.age_screen = services.age_screen
     for error, handler in console_exception_handlers().items():
         app.add_exception_handler(error, handler)
     app.add_middleware(BodyLimit, larger={"/v1/audiences": AUDIENCE_MAX_BYTES})
@@ -216,6 +221,7 @@ def create_app(
     app.include_router(mail_pages)
     app.include_router(job_routes)
     app.include_router(request_routes)
+    app.include_router(children_routes)
     app.include_router(center_pages)
     app.include_router(center_request_pages)
     app.include_router(staff_console)

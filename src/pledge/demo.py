@@ -3,6 +3,7 @@ and an API key to try the API with. Every value goes through the same services a
 
 from __future__ import annotations
 
+import dataclasses
 import email.policy
 import logging
 import secrets
@@ -162,9 +163,12 @@ def load_demo(runtime: Runtime) -> DemoSummary:
     vault = Vault(runtime.sessions, runtime.keyring, PersonalDataScanner())
     created = 0
     if vault.resolve(IdentityKind.EMAIL, DEMO_PEOPLE[0]["email"], actor=DEMO_ACTOR) is None:
-        created = sum(
-            result.created for result in vault.collect(demo_submissions(), actor=DEMO_ACTOR)
-        )
+        # The demo people are adults who passed the age screen of each sign-up.
+        screened = [
+            dataclasses.replace(item, age_pass=vault.age_pass(item.collection_point))
+            for item in demo_submissions()
+        ]
+        created = sum(result.created for result in vault.collect(screened, actor=DEMO_ACTOR))
     for key in list_api_keys(runtime.sessions):
         if key.name == DEMO_KEY_NAME and not key.revoked:
             revoke_api_key(runtime.sessions, key.id, revoked_by=DEMO_ACTOR)

@@ -22,12 +22,19 @@ def client(runtime: Runtime) -> Iterator[TestClient]:
 
 @pytest.fixture
 def subject(client: TestClient, runtime: Runtime) -> str:
+    headers = api_headers(runtime, "collect")
+    screened = client.post(
+        "/v1/age-screen",
+        json={"collection_point": "newsletter", "date_of_birth": "04/01/1990"},
+        headers=headers,
+    ).json()
     body = {
         "collection_point": "newsletter",
         "fields": {"email": "gpc@example.com"},
         "source": "web_form",
+        "age_pass": screened["age_pass"],
     }
-    response = client.post("/v1/collect", json=body, headers=api_headers(runtime, "collect"))
+    response = client.post("/v1/collect", json=body, headers=headers)
     subject_id: str = response.json()["subject_id"]
     return subject_id
 

@@ -16,6 +16,7 @@ from pledge.privacy_center.tables import EmailChallenge
 from pledge.runtime import Runtime
 from pledge.vault import Source, Submission
 from tests.conftest import SmtpInbox
+from tests.people import screened
 
 ADDRESS = "frame.owner@example.com"
 SHARING = "marketing.advertising.third_party.targeted"
@@ -24,7 +25,8 @@ SHARING = "marketing.advertising.third_party.targeted"
 @pytest.fixture
 def person(services: Services) -> str:
     (collected,) = services.vault.collect(
-        [Submission("newsletter", {"email": ADDRESS}, Source.WEB_FORM)], actor="tests"
+        screened(services.vault, Submission("newsletter", {"email": ADDRESS}, Source.WEB_FORM)),
+        actor="tests",
     )
     services.consent.record(
         [

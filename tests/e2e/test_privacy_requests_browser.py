@@ -30,7 +30,7 @@ from tests.e2e.test_cookie_banner_browser import (
     _browser_or_skip,
     _free_port,
 )
-from tests.people import ADDRESS, BIRTHDAY, NAME, PHONE, body
+from tests.people import ADDRESS, BIRTHDAY, NAME, PHONE, body, screened
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -104,7 +104,8 @@ def test_a_person_asks_for_deletion_in_the_browser_and_is_erased_after_approval(
 
     url, _, services = pledge_server
     (ada,) = services.vault.collect(
-        [
+        screened(
+            services.vault,
             Submission(
                 "registration",
                 {
@@ -114,8 +115,8 @@ def test_a_person_asks_for_deletion_in_the_browser_and_is_erased_after_approval(
                     "date_of_birth": BIRTHDAY,
                 },
                 Source.WEB_FORM,
-            )
-        ],
+            ),
+        ),
         actor="tests",
     )
     services.vault.collect(

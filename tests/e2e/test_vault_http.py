@@ -32,6 +32,20 @@ def collector(runtime: Runtime) -> dict[str, str]:
     return api_headers(runtime, "collect")
 
 
+@pytest.fixture(autouse=True)
+def screened(client: TestClient, collector: dict[str, str]) -> Iterator[None]:
+    """The newsletter screens ages: its sign-ups carry the pass the age screen gives."""
+    answer = client.post(
+        "/v1/age-screen",
+        json={"collection_point": "newsletter", "date_of_birth": "1990-04-01"},
+        headers=collector,
+    )
+    assert answer.status_code == 200, answer.text
+    NEWSLETTER["age_pass"] = answer.json()["age_pass"]
+    yield
+    del NEWSLETTER["age_pass"]
+
+
 def stored(runtime: Runtime) -> tuple[int, int]:
     with runtime.sessions() as session:
         subjects = session.scalar(select(func.count()).select_from(Subject)) or 0
@@ -249,3 +263,48 @@ def test_correct_resolve_and_erase(
         "/v1/subjects/resolve", json={"kind": "email", "value": "reader@example.com"}, headers=staff
     )
     assert gone.status_code == 404
+
+
+def test_a_sign_up_without_the_age_screen_is_refused_and_stores_nothing(
+    client: TestClient, runtime: Runtime, collector: dict[str, str]
+) -> None:
+    unscreened = {k: v for k, v in NEWSLETTER.items() if k != "age_pass"}
+    refused = client.post("/v1/collect", json=unscreened, headers=collector)
+    assert refused.status_code == 422
+    assert refused.json()["detail"][0]["loc"] == ["body", "age_pass"]
+    forged = client.post(
+        "/v1/collect", json={**unscreened, "age_pass": "9999999999.abc"}, headers=collector
+    )
+    assert forged.status_code == 422
+    other_point = client.post(
+        "/v1/age-screen",
+        json={"collection_point": "promotion", "date_of_birth": "1990-04-01"},
+        headers=collector,
+    ).json()["age_pass"]
+    misused = client.post(
+        "/v1/collect", json={**unscreened, "age_pass": other_point}, headers=collector
+    )
+    assert misused.status_code == 422, "a pass is good for its own collection point only"
+    assert stored(runtime) == (0, 0)
+
+
+def test_a_childs_registration_is_refused_and_nothing_of_it_is_kept(
+    client: TestClient, runtime: Runtime, collector: dict[str, str]
+) -> None:
+    child = {
+        "collection_point": "registration",
+        "fields": {
+            "name": "Kid Tester",
+            "email": "kid@example.com",
+            "password": "pw-123456789",
+            "date_of_birth": "2016-05-04",
+        },
+        "source": "web_form",
+    }
+    refused = client.post("/v1/collect", json=child, headers=collector)
+    assert refused.status_code == 422
+    assert refused.json()["detail"][0]["type"] == "age_screen"
+    assert "2016" not in refused.text
+    assert stored(runtime) == (0, 0)
+    adult = {**child, "fields": {**child["fields"], "date_of_birth": "1990-05-04"}}
+    assert client.post("/v1/collect", json=adult, headers=collector).status_code == 201

@@ -15,11 +15,13 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
+from pledge.policy.ages import AgeBand
 from pledge.policy.document import (
     ConsentRequirement,
     CookieCategory,
     LegalBasis,
     PolicyDocument,
+    RecipientKind,
 )
 
 GENESIS = "0" * 64
@@ -171,6 +173,18 @@ class _PurposeRule:
     basis: LegalBasis
     sale_or_sharing: bool
     categories: frozenset[str]
+    targeted_ads: bool = False
+    """Targeted (cross-context behavioural) advertising, which minors must opt in to too."""
+
+
+def targets_ads(purpose: str) -> bool:
+    """Whether a purpose is targeted advertising, by its fideslang key
+    (`marketing.advertising...targeted...`)."""
+    parts = purpose.split(".")
+    return parts[:2] == ["marketing", "advertising"] and "targeted" in parts
+
+
+MINOR_OPT_IN = "sale, sharing and targeted advertising"
 
 
 @dataclass(frozen=True)
@@ -181,6 +195,9 @@ class DecisionTable:
     rules: Mapping[str, _PurposeRule]
     recipients: Mapping[str, tuple[frozenset[str], frozenset[str]]] = field(default_factory=dict)
     """For each recipient: the purposes and categories its agreement allows."""
+    third_parties: frozenset[str] = frozenset()
+    """Recipients that are third parties (not processors acting for the business), to whom a
+    child's data goes only with a parent's separate consent."""
     visitor_rules: Mapping[str, _PurposeRule] = field(default_factory=dict)
     """The purposes a cookie category serves, as they apply to a visitor (a browser known only
     by its consent ID): the stricter of the purpose's legal basis and the category's consent."""
@@ -193,7 +210,9 @@ class DecisionTable:
             for purpose in category.purposes:
                 categories[purpose].add(category_key)
         rules = {
-            key: _PurposeRule(p.legal_basis, p.sale or p.sharing, frozenset(categories[key]))
+            key: _PurposeRule(
+                p.legal_basis, p.sale or p.sharing, frozenset(categories[key]), targets_ads(key)
+            )
             for key, p in document.purposes.items()
         }
         recipients = {
@@ -207,7 +226,10 @@ class DecisionTable:
                 visitor_rules[key] = replace(
                     held, basis=_stricter(held.basis, cookie_category.consent)
                 )
-        return cls(document.version, rules, recipients, visitor_rules)
+        third_parties = frozenset(
+            key for key, r in document.recipients.items() if r.kind is not RecipientKind.PROCESSOR
+        )
+        return cls(document.version, rules, recipients, third_parties, visitor_rules)
 
     def decide(
         self,
@@ -219,12 +241,18 @@ class DecisionTable:
         recipient: str | None = None,
         gpc: bool = False,
         visitor: bool = False,
+        band: AgeBand | None = None,
+        frozen: bool = False,
     ) -> Decision:
         """May `categories` be used for `purpose` (and disclosed to `recipient`)? Every reason.
 
         `choices` is the subject's folded ledger; `gpc` says the request carries Sec-GPC: 1;
         `visitor` says the subject is a cookie-banner visitor, whom only the purposes of the
-        policy's cookie categories concern, on the terms of `visitor_rules`.
+        policy's cookie categories concern, on the terms of `visitor_rules`. `band` is the
+        subject's age band, when a date of birth was collected: under 16, sale, sharing and
+        targeted advertising need an opt-in (a parent's, under 13), and under 13 a disclosure
+        to a third party needs a parent's separate consent. A `frozen` subject (a child found
+        without a parent's consent) may be used for nothing but what the law requires.
         """
         rule = (self.visitor_rules if visitor else self.rules).get(purpose)
         if rule is None:
@@ -247,30 +275,18 @@ class DecisionTable:
             )
             choice = None
         basis = rule.basis
-        if basis is LegalBasis.CONSENT:
-            if choice is not None and choice.granted:
-                reasons.append(f"consent: granted on {choice.at:%Y-%m-%d} by {choice.method.value}")
-            else:
-                allowed = False
-                reasons.append(
-                    "consent: needed and not granted"
-                    if choice is None
-                    else f"consent: withdrawn on {choice.at:%Y-%m-%d} by {choice.method.value}"
-                )
-        elif basis is LegalBasis.OPT_OUT:
-            if choice is not None and not choice.granted:
-                allowed = False
-                reasons.append(
-                    f"opt-out: the person opted out on {choice.at:%Y-%m-%d} "
-                    f"by {choice.method.value}"
-                )
-            else:
-                reasons.append("opt-out: allowed until the person opts out, and they have not")
-        else:
-            reasons.append(f"legal basis: {basis.value} (no consent needed)")
+        allowed &= _basis_allows(basis, choice, reasons)
         if rule.sale_or_sharing and gpc:
             allowed = False
             reasons.append("Global Privacy Control: this request opts out of sale and sharing")
+        if band in {AgeBand.CHILD, AgeBand.TEEN} and basis is not LegalBasis.LEGAL_OBLIGATION:
+            allowed &= _minor_allows(band, rule, choice, recipient in self.third_parties, reasons)
+        if frozen and basis is not LegalBasis.LEGAL_OBLIGATION:
+            allowed = False
+            reasons.append(
+                "frozen: a child found without a parent's consent; nothing but what the law "
+                "requires until a parent consents or the data is erased"
+            )
         return Decision(allowed=allowed, reasons=tuple(reasons))
 
     def _recipient_allows(
@@ -294,6 +310,64 @@ class DecisionTable:
                 f"the agreement with '{recipient}' allows this purpose and these categories"
             )
         return ok
+
+
+def _basis_allows(basis: LegalBasis, choice: Choice | None, reasons: list[str]) -> bool:
+    """The legal basis's part of a decision, with the person's choice; appends the reason."""
+    if basis is LegalBasis.CONSENT:
+        if choice is not None and choice.granted:
+            reasons.append(f"consent: granted on {choice.at:%Y-%m-%d} by {choice.method.value}")
+            return True
+        reasons.append(
+            "consent: needed and not granted"
+            if choice is None
+            else f"consent: withdrawn on {choice.at:%Y-%m-%d} by {choice.method.value}"
+        )
+        return False
+    if basis is LegalBasis.OPT_OUT:
+        if choice is not None and not choice.granted:
+            reasons.append(
+                f"opt-out: the person opted out on {choice.at:%Y-%m-%d} by {choice.method.value}"
+            )
+            return False
+        reasons.append("opt-out: allowed until the person opts out, and they have not")
+        return True
+    reasons.append(f"legal basis: {basis.value} (no consent needed)")
+    return True
+
+
+def _minor_allows(
+    band: AgeBand,
+    rule: _PurposeRule,
+    choice: Choice | None,
+    third_party: bool,
+    reasons: list[str],
+) -> bool:
+    """The age band's part of a decision: what a minor, or a child's parent, must have opted in
+    to. Appends the reasons; false when the band forbids the use."""
+    ok = True
+    granted = choice is not None and choice.granted
+    by_parent = granted and choice is not None and choice.method is Method.PARENT
+    if rule.sale_or_sharing or rule.targeted_ads:
+        if band is AgeBand.CHILD and not by_parent:
+            ok = False
+            reasons.append(f"age: under 13, {MINOR_OPT_IN} need a parent's consent, not given")
+        elif band is AgeBand.TEEN and not granted:
+            ok = False
+            reasons.append(f"age: 13 to 15, {MINOR_OPT_IN} need the person's own opt-in, not given")
+        else:
+            who = "a parent" if band is AgeBand.CHILD else "the person"
+            reasons.append(f"age: under 16, and {who} opted in to {MINOR_OPT_IN}")
+    if band is AgeBand.CHILD and third_party:
+        if by_parent:
+            reasons.append("age: under 13, and a parent consented to disclosure to third parties")
+        else:
+            ok = False
+            reasons.append(
+                "age: under 13, disclosure to a third party needs a parent's separate consent, "
+                "not given"
+            )
+    return ok
 
 
 def audience_filter(

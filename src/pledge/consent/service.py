@@ -29,14 +29,17 @@ from pledge.consent.rules import (
 from pledge.consent.tables import ConsentChoice, ConsentEventRow, ConsentHead, ConsentVisitor
 from pledge.db import BatchFailed, GroupCommit
 from pledge.policy import LoadedPolicy, policy_in_force
+from pledge.policy.ages import AgeBand
 from pledge.policy.document import GpcAnswer, LegalBasis
 from pledge.vault import (
     NoPolicyInForce,
+    SubjectState,
     UnknownPurpose,
     all_live_subjects,
     check_live_subject,
     erased_subjects,
     live_subjects,
+    restricted_subjects,
 )
 
 
@@ -140,10 +143,18 @@ class ConsentLedger:
     def _checked(
         self, session: Session, policy: LoadedPolicy, choice: ChoiceToRecord, now: dt.datetime
     ) -> ConsentEvent:
-        visitor = _check_chooser(session, choice.subject_id)
+        visitor, state = _check_chooser(session, choice.subject_id)
         purpose = policy.document.purposes.get(choice.purpose)
         if purpose is None:
             raise UnknownPurpose(choice.purpose)
+        if state is not None and choice.action is Action.GRANT:
+            if state.frozen:
+                raise ConsentRefused(
+                    "this person is a child found without a parent's consent: nothing can be "
+                    "granted until a parent consents"
+                )
+            if state.age_band is AgeBand.CHILD and choice.method is not Method.PARENT:
+                raise ConsentRefused("this person is under 13: only a parent can grant consent")
         if visitor:
             rule = self._table(policy).visitor_rules.get(choice.purpose)
             if rule is None:
@@ -402,14 +413,20 @@ class ConsentLedger:
                     )
                 ],
             )
+        table = self._table(policy)
         with self.sessions() as session:
             erased = erased_subjects(session)
+            restricted = restricted_subjects(session)
             # Visitors' cookie choices are not a person's: an audience is of vault subjects.
+            methods: dict[str, str] = {}
             choices = {
                 subject_id: (granted, _utc(expires) if expires else None)
-                for subject_id, granted, expires in session.execute(
+                for subject_id, granted, expires, methods[subject_id] in session.execute(
                     select(
-                        ConsentChoice.subject_id, ConsentChoice.granted, ConsentChoice.expires_at
+                        ConsentChoice.subject_id,
+                        ConsentChoice.granted,
+                        ConsentChoice.expires_at,
+                        ConsentChoice.method,
                     )
                     .outerjoin(ConsentVisitor, ConsentVisitor.id == ConsentChoice.subject_id)
                     .where(ConsentChoice.purpose == purpose, ConsentVisitor.id.is_(None))
@@ -428,8 +445,20 @@ class ConsentLedger:
                 with self.sessions() as session:
                     live = live_subjects(session, chunk)
             for subject_id in chunk:
-                if subject_id in live and allowed(choices.get(subject_id)):
-                    yield subject_id
+                if subject_id not in live or not allowed(choices.get(subject_id)):
+                    continue
+                state = restricted.get(subject_id)
+                if state is not None and not _restricted_allows(
+                    table,
+                    purpose,
+                    categories,
+                    state=state,
+                    choice=choices.get(subject_id),
+                    method=methods.get(subject_id),
+                    now=now,
+                ):
+                    continue
+                yield subject_id
 
     def honor_gpc(self, subject_id: str, *, source: str, actor: str) -> list[int]:
         """Record the Global Privacy Control signal: an opt-out of every sale or sharing purpose
@@ -554,7 +583,7 @@ def _decided(
     session: Session, table: DecisionTable, asked: _Deciding, *, gpc: bool, now: dt.datetime
 ) -> tuple[Decision, Act]:
     """The decision and the act that audits it; reads only, so a refusal leaves nothing."""
-    visitor = _check_chooser(session, asked.subject_id)
+    visitor, state = _check_chooser(session, asked.subject_id)
     decision = table.decide(
         asked.purpose,
         asked.categories,
@@ -563,6 +592,8 @@ def _decided(
         recipient=asked.recipient,
         gpc=gpc,
         visitor=visitor,
+        band=None if state is None else state.age_band,
+        frozen=state is not None and state.frozen,
     )
     details = {
         "allowed": decision.allowed,
@@ -586,13 +617,33 @@ def _recorded_acts(actor: str, events: Sequence[ConsentEvent], seqs: Sequence[in
     ]
 
 
-def _check_chooser(session: Session, subject_id: str) -> bool:
-    """Raise unless `subject_id` is a live vault subject or a cookie-banner visitor; true for a
-    visitor."""
+def _restricted_allows(
+    table: DecisionTable,
+    purpose: str,
+    categories: Sequence[str],
+    *,
+    state: SubjectState,
+    choice: tuple[bool, dt.datetime | None] | None,
+    method: str | None,
+    now: dt.datetime,
+) -> bool:
+    """A minor's or a frozen child's place in an audience: the full decision, as `decide` gives
+    it (these subjects are few)."""
+    folded: dict[str, Choice] = {}
+    if choice is not None and method is not None:
+        granted, expires = choice
+        folded[purpose] = Choice(granted, 0, now, Method(method), expires)
+    return table.decide(
+        purpose, categories, folded, now=now, band=state.age_band, frozen=state.frozen
+    ).allowed
+
+
+def _check_chooser(session: Session, subject_id: str) -> tuple[bool, SubjectState | None]:
+    """Raise unless `subject_id` is a live vault subject or a cookie-banner visitor: whether
+    it is a visitor, and a subject's age band and frozen state."""
     if session.execute(_IS_VISITOR, {"visitor_id": subject_id}).first() is not None:
-        return True
-    check_live_subject(session, subject_id)
-    return False
+        return True, None
+    return False, check_live_subject(session, subject_id)
 
 
 # The statements on every write's and decision's path, built once: building a statement costs

@@ -11,6 +11,7 @@ from pledge.vault.rules import (
     IdentityKind,
     Source,
 )
+from pledge.vault.screening import ChildRefused
 from pledge.vault.service import (
     Collected,
     CollectionRefused,
@@ -18,7 +19,9 @@ from pledge.vault.service import (
     StoredValue,
     SubjectData,
     SubjectErased,
+    SubjectFrozen,
     SubjectNotFound,
+    SubjectState,
     Submission,
     UnknownPurpose,
     ValueNotFound,
@@ -27,6 +30,7 @@ from pledge.vault.service import (
     check_live_subject,
     erased_subjects,
     live_subjects,
+    restricted_subjects,
 )
 
 __all__ = [
@@ -34,6 +38,7 @@ __all__ = [
     "MAX_FIELDS",
     "MAX_IDENTITY_CHARS",
     "MAX_VALUE_CHARS",
+    "ChildRefused",
     "Collected",
     "CollectionRefused",
     "IdentityKind",
@@ -44,7 +49,9 @@ __all__ = [
     "StoredValue",
     "SubjectData",
     "SubjectErased",
+    "SubjectFrozen",
     "SubjectNotFound",
+    "SubjectState",
     "Submission",
     "UnknownPurpose",
     "ValueNotFound",
@@ -55,4 +62,5 @@ __all__ = [
     "check_live_subject",
     "erased_subjects",
     "live_subjects",
+    "restricted_subjects",
 ]

@@ -19,10 +19,12 @@ from pledge.vault.rules import (
     IdentityKind,
     Source,
 )
+from pledge.vault.screening import ChildRefused
 from pledge.vault.service import (
     CollectionRefused,
     NoPolicyInForce,
     SubjectErased,
+    SubjectFrozen,
     SubjectNotFound,
     Submission,
     UnknownPurpose,
@@ -68,6 +70,11 @@ class CollectIn(Body):
     source: Source = Source.API
     entered_by: StaffName | None = None
     """The staff member, for data received by phone, letter or meeting (source staff_entry)."""
+    age_pass: Annotated[str, StringConstraints(strict=True, max_length=200)] | None = None
+    """The age screen's pass (`POST /v1/age-screen`), at a point that screens ages and takes
+    no date of birth."""
+    parental_pass: Annotated[str, StringConstraints(strict=True, max_length=200)] | None = None
+    """For a child's account: the pass for the parent's consent."""
 
     def submission(self) -> Submission:
         """The domain's view of this body."""
@@ -78,6 +85,8 @@ class CollectIn(Body):
             identity=(self.identity.kind, self.identity.value) if self.identity else None,
             subject_id=self.subject_id,
             entered_by=self.entered_by,
+            age_pass=self.age_pass,
+            parental_pass=self.parental_pass,
         )
 
 
@@ -196,6 +205,30 @@ def answers_for_vault_errors(purpose: str | None = None) -> Iterator[None]:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such subject or value") from None
     except SubjectErased:
         raise HTTPException(status.HTTP_410_GONE, detail="this subject was erased") from None
+    except SubjectFrozen:
+        raise HTTPException(
+            status.HTTP_423_LOCKED,
+            detail="this subject is frozen (a child without a parent's consent): it is read "
+            "only to answer requests and to erase it",
+        ) from None
+    except ChildRefused as refused:
+        # For the integrating service, not for the person: show them a neutral message that
+        # does not say where the line is.
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=[
+                {
+                    "loc": ["body", "fields"],
+                    "msg": "refused by the age screen: nothing was stored"
+                    + (
+                        "; a parent's consent can open this account (POST /v1/parental-consents)"
+                        if refused.parent_possible
+                        else ""
+                    ),
+                    "type": "age_screen",
+                }
+            ],
+        ) from None
     except NoPolicyInForce:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, detail="no policy version is in force"

@@ -38,6 +38,9 @@ class IdentityKind(enum.StrEnum):
     DEVICE = "device"
 
 
+DATE_OF_BIRTH = "user.demographic.date_of_birth"
+"""The category whose values the age screen reads."""
+
 IDENTITY_CATEGORIES = {
     "user.contact.email": IdentityKind.EMAIL,
     "user.contact.phone_number": IdentityKind.PHONE,

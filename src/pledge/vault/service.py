@@ -8,7 +8,7 @@ import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import CursorResult, Delete, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from pledge.audit import Act, record, record_many
 from pledge.keyring import Keyring, SubjectKeyDestroyed
 from pledge.policy import LoadedPolicy, PublishedVersion, current_version
+from pledge.policy.ages import AgeBand
+from pledge.policy.document import LegalBasis
 from pledge.vault.redaction import PersonalDataScanner
 from pledge.vault.rules import (
     IDENTITY_CATEGORIES,
@@ -30,6 +32,12 @@ from pledge.vault.rules import (
     normalize_identity,
     submission_problems,
     value_aad,
+)
+from pledge.vault.screening import (
+    Screening,
+    issue_age_pass,
+    issue_parental_pass,
+    screen_submission,
 )
 from pledge.vault.sealing import seal, unseal
 from pledge.vault.tables import Identity, PersonalValue, Subject
@@ -61,6 +69,11 @@ class SubjectErased(LookupError):
     """The subject was erased: its data can never be read again."""
 
 
+class SubjectFrozen(LookupError):
+    """The subject is a child found without a parent's consent: it is read only for what the
+    law requires (answering requests, erasure) until a parent consents or it is erased."""
+
+
 class ValueNotFound(LookupError):
     """No current value has this ID."""
 
@@ -76,6 +89,10 @@ class Submission:
     subject_id: str | None = None
     entered_by: str | None = None
     """The staff member who typed it in (phone, letter, meeting); needs source staff_entry."""
+    age_pass: str | None = None
+    """The age screen's pass, for a collection point that screens ages (`vault.screening`)."""
+    parental_pass: str | None = None
+    """For a child's account: the pass for the parent's consent it is opened under."""
 
 
 @dataclass(frozen=True)
@@ -149,11 +166,47 @@ class Vault:
         problems = self._problems(policy, submissions, batch=batch)
         if problems:
             raise CollectionRefused(problems)
+        screenings = self._screen(policy, submissions, batch=batch)
         try:
-            return self._store(version, policy, submissions, actor)
+            return self._store(version, policy, submissions, actor, screenings)
         except IntegrityError:
             # Another process indexed one of these identities a moment ago: resolve again.
-            return self._store(version, policy, submissions, actor)
+            return self._store(version, policy, submissions, actor, screenings)
+
+    def _screen(
+        self, policy: LoadedPolicy, submissions: Sequence[Submission], *, batch: bool
+    ) -> list[Screening]:
+        """The age screen's answer for each submission; raise `ChildRefused` or
+        `CollectionRefused` before anything is stored."""
+        now = dt.datetime.now(dt.UTC)
+        screenings: list[Screening] = []
+        problems: list[Problem] = []
+        for index, item in enumerate(submissions):
+            screening, found = screen_submission(
+                self.keyring,
+                policy.document,
+                item.collection_point,
+                item.fields,
+                age_pass=item.age_pass,
+                parental_pass=item.parental_pass,
+                now=now,
+            )
+            prefix: tuple[str | int, ...] = ("items", index) if batch else ()
+            problems.extend(Problem((*prefix, *p.path), p.message) for p in found)
+            screenings.append(screening)
+        if problems:
+            raise CollectionRefused(problems)
+        return screenings
+
+    def age_pass(self, collection_point: str) -> str:
+        """A pass for `collection_point`, as the age screen gives an admitted person."""
+        return issue_age_pass(self.keyring, collection_point, dt.datetime.now(dt.UTC))
+
+    def parental_pass(self, consent_id: str, collection_point: str) -> str:
+        """A pass to open a child's account under the parent's consent `consent_id`."""
+        return issue_parental_pass(
+            self.keyring, consent_id, collection_point, dt.datetime.now(dt.UTC)
+        )
 
     def _problems(
         self, policy: LoadedPolicy, submissions: Sequence[Submission], *, batch: bool
@@ -187,6 +240,7 @@ class Vault:
         policy: LoadedPolicy,
         submissions: Sequence[Submission],
         actor: str,
+        screenings: Sequence[Screening],
     ) -> list[Collected]:
         """One transaction for the whole batch, with bulk statements: subjects are resolved
         first, the new ones' keys created together, then every row inserted at once."""
@@ -205,6 +259,7 @@ class Vault:
                             for sid in new_subjects
                         ],
                     )
+                self._keep_bands(session, plans, screenings)
                 self._index(session, [(p.subject_id, d) for p in plans for d in p.digests], now)
                 return self._insert_values(
                     session,
@@ -230,6 +285,23 @@ class Vault:
             if subject_id not in keys:
                 raise SubjectErased(subject_id)  # erased while this batch was on its way
         return keys
+
+    def _keep_bands(
+        self,
+        session: Session,
+        plans: Sequence[_SubjectPlan],
+        screenings: Sequence[Screening],
+    ) -> None:
+        for plan, screening in zip(plans, screenings, strict=True):
+            if screening.band is None and screening.parental_consent_id is None:
+                continue
+            values: dict[str, object] = {}
+            if screening.band is not None:
+                values["age_band"] = screening.band.value
+                values["age_band_until"] = screening.band_until
+            if screening.parental_consent_id is not None:
+                values["parental_consent_id"] = screening.parental_consent_id
+            session.execute(update(Subject).where(Subject.id == plan.subject_id).values(values))
 
     def _plan_subjects(
         self, session: Session, policy: LoadedPolicy, submissions: Sequence[Submission]
@@ -396,7 +468,12 @@ class Vault:
             raise UnknownPurpose(purpose)
         allowed = policy.purpose_map.allowed_categories(purpose)
         with self.sessions() as session, session.begin():
-            self._live_subject(session, subject_id)
+            subject = self._live_subject(session, subject_id)
+            if (
+                subject.frozen_at is not None
+                and policy.document.purposes[purpose].legal_basis is not LegalBasis.LEGAL_OBLIGATION
+            ):
+                raise SubjectFrozen(subject_id)
             rows = session.scalars(
                 select(PersonalValue)
                 .where(
@@ -678,6 +755,43 @@ class Vault:
         log.info("subject %s erased", subject_id)
         return True
 
+    def freeze(self, subject_id: str, *, actor: str, reason: str) -> bool:
+        """Freeze a subject (a child found without a parent's consent): reads only for what the
+        law requires, no marketing, no disclosure. False if it was frozen already."""
+        with self.sessions() as session, session.begin():
+            subject = self._live_subject(session, subject_id)
+            if subject.frozen_at is not None:
+                return False
+            subject.frozen_at = dt.datetime.now(dt.UTC)
+            subject.age_band = AgeBand.CHILD.value
+            record(
+                session,
+                actor=actor,
+                action="subject.frozen",
+                subject_id=subject_id,
+                details={"reason": reason},
+            )
+        return True
+
+    def thaw(self, subject_id: str, *, actor: str, parental_consent_id: str) -> None:
+        """Unfreeze a child's subject once a parent consented (`parental_consent_id`)."""
+        with self.sessions() as session, session.begin():
+            subject = self._live_subject(session, subject_id)
+            subject.frozen_at = None
+            subject.parental_consent_id = parental_consent_id
+            record(
+                session,
+                actor=actor,
+                action="subject.thawed",
+                subject_id=subject_id,
+                details={"parental_consent": parental_consent_id},
+            )
+
+    def state(self, subject_id: str) -> SubjectState:
+        """The subject's age band and whether it is frozen; raise if unknown or erased."""
+        with self.sessions() as session:
+            return check_live_subject(session, subject_id)
+
     def resolve(self, kind: IdentityKind, value: str, *, actor: str) -> str | None:
         """The ID of the subject an identity belongs to, or None; audited either way."""
         digest = self.keyring.blind_index(kind.value, normalize_identity(kind, value))
@@ -752,16 +866,28 @@ class Vault:
             raise SubjectErased(subject_id) from None
 
 
-def check_live_subject(session: Session, subject_id: str) -> None:
-    """Raise `SubjectNotFound` or `SubjectErased` unless the subject exists and is not erased."""
+class SubjectState(NamedTuple):
+    """What decisions need to know of a live subject besides its choices."""
+
+    age_band: AgeBand | None
+    frozen: bool
+
+
+def check_live_subject(session: Session, subject_id: str) -> SubjectState:
+    """Raise `SubjectNotFound` or `SubjectErased` unless the subject exists and is not erased;
+    its age band (if a date of birth was collected) and whether it is frozen."""
     subject = session.execute(_SUBJECT_STATE, {"subject_id": subject_id}).first()
     if subject is None:
         raise SubjectNotFound(subject_id)
     if subject.shredded_at is not None:
         raise SubjectErased(subject_id)
+    band = AgeBand(subject.age_band) if subject.age_band else None
+    return SubjectState(band, subject.frozen_at is not None)
 
 
-_SUBJECT_STATE = select(Subject.shredded_at).where(Subject.id == bindparam("subject_id"))
+_SUBJECT_STATE = select(Subject.shredded_at, Subject.age_band, Subject.frozen_at).where(
+    Subject.id == bindparam("subject_id")
+)
 """Built once: every consent write and decision checks its subject (a statement costs more to
 build than to run)."""
 
@@ -784,6 +910,24 @@ def live_subjects(session: Session, subject_ids: Sequence[str]) -> set[str]:
             select(Subject.id).where(Subject.id.in_(subject_ids), Subject.shredded_at.is_(None))
         )
     )
+
+
+def restricted_subjects(session: Session) -> dict[str, SubjectState]:
+    """Live subjects whose age band or frozen state limits what may be done with their data:
+    minors and frozen children (few, so read in one go for an audience)."""
+    rows = session.execute(
+        select(Subject.id, Subject.age_band, Subject.frozen_at).where(
+            Subject.shredded_at.is_(None),
+            (Subject.age_band.in_([AgeBand.CHILD.value, AgeBand.TEEN.value]))
+            | Subject.frozen_at.is_not(None),
+        )
+    )
+    return {
+        row.id: SubjectState(
+            AgeBand(row.age_band) if row.age_band else None, row.frozen_at is not None
+        )
+        for row in rows
+    }
 
 
 def erased_subjects(session: Session) -> set[str]:

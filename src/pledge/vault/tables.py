@@ -6,6 +6,7 @@ import datetime as dt
 
 from sqlalchemy import (
     BigInteger,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -31,6 +32,17 @@ class Subject(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     shredded_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     """When the subject was erased: its key destroyed, its identities and values deleted."""
+    age_band: Mapped[str | None] = mapped_column(String(10))
+    """`child`, `teen` or `adult` (`pledge.policy.ages.AgeBand`), from a date of birth
+    collected; None when none was. The date itself is only ever kept sealed."""
+    age_band_until: Mapped[dt.date | None] = mapped_column(Date)
+    """The first of the month after the band ends, when it is worked out again (coarse on
+    purpose: the exact day would give the date of birth away)."""
+    parental_consent_id: Mapped[str | None] = mapped_column(String(36))
+    """For a child's account: the parent's consent it was opened under."""
+    frozen_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    """A child found without a parent's consent: no reads but those the law asks for, no
+    marketing, no disclosure, until a parent consents or the subject is erased."""
 
 
 class Identity(Base):

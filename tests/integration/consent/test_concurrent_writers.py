@@ -21,6 +21,7 @@ from pledge.policy import load_policy_file, publish_policy
 from pledge.runtime import Runtime
 from pledge.vault import PersonalDataScanner, Source, Submission, Vault
 from tests.conftest import REFERENCE_POLICY, FreshDatabases, test_settings
+from tests.people import screened
 
 pytestmark = pytest.mark.postgresql
 
@@ -44,7 +45,10 @@ def database(tmp_path: Path) -> Iterator[tuple[Runtime, str]]:
             )
             vault = Vault(runtime.sessions, runtime.keyring, PersonalDataScanner())
             (person,) = vault.collect(
-                [Submission("newsletter", {"email": "two.tabs@example.com"}, Source.WEB_FORM)],
+                screened(
+                    vault,
+                    Submission("newsletter", {"email": "two.tabs@example.com"}, Source.WEB_FORM),
+                ),
                 actor="tests",
             )
             yield runtime, person.subject_id

@@ -31,6 +31,7 @@ from pledge.policy import load_policy_file, load_policy_text, publish_policy
 from pledge.runtime import Runtime
 from pledge.vault import PersonalDataScanner, Source, SubjectNotFound, Submission, Vault
 from tests.conftest import REFERENCE_POLICY, api_headers
+from tests.people import screened
 
 EMAIL = "marketing.communications.email"
 SHARING = "marketing.advertising.third_party.targeted"
@@ -43,10 +44,13 @@ def people(runtime: Runtime) -> list[str]:
     publish_policy(runtime.sessions, load_policy_file(REFERENCE_POLICY), published_by="tests")
     vault = Vault(runtime.sessions, runtime.keyring, PersonalDataScanner())
     results = vault.collect(
-        [
-            Submission("newsletter", {"email": f"batch{i}@example.com"}, Source.WEB_FORM)
-            for i in range(3)
-        ],
+        screened(
+            vault,
+            *[
+                Submission("newsletter", {"email": f"batch{i}@example.com"}, Source.WEB_FORM)
+                for i in range(3)
+            ],
+        ),
         actor="tests",
     )
     return [r.subject_id for r in results]

@@ -29,6 +29,7 @@ from pledge.vault import (
     Vault,
 )
 from tests.conftest import REFERENCE_POLICY
+from tests.people import screened
 
 NOTICE = "c" * 64
 SHARING = "marketing.advertising.third_party.targeted"
@@ -39,7 +40,8 @@ def subject(runtime: Runtime) -> str:
     publish_policy(runtime.sessions, load_policy_file(REFERENCE_POLICY), published_by="tests")
     vault = Vault(runtime.sessions, runtime.keyring, PersonalDataScanner())
     (result,) = vault.collect(
-        [Submission("newsletter", {"email": "ledger@example.com"}, Source.WEB_FORM)], actor="tests"
+        screened(vault, Submission("newsletter", {"email": "ledger@example.com"}, Source.WEB_FORM)),
+        actor="tests",
     )
     return result.subject_id
 
@@ -173,10 +175,13 @@ def test_an_audience_keeps_only_the_people_a_purpose_allows_in_the_order_given(
     people = [subject] + [
         r.subject_id
         for r in vault.collect(
-            [
-                Submission("newsletter", {"email": f"a{i}@example.com"}, Source.WEB_FORM)
-                for i in range(4)
-            ],
+            screened(
+                vault,
+                *[
+                    Submission("newsletter", {"email": f"a{i}@example.com"}, Source.WEB_FORM)
+                    for i in range(4)
+                ],
+            ),
             actor="tests",
             batch=True,
         )

@@ -21,6 +21,7 @@ from pledge.policy import load_policy_file, publish_policy
 from pledge.runtime import Runtime
 from pledge.vault import PersonalDataScanner, Source, SubjectErased, Submission, Vault
 from tests.conftest import IN_CI, REFERENCE_POLICY
+from tests.people import screened
 
 LIBRARY = Path(os.environ.get("PLEDGE_TEST_PKCS11_LIBRARY", "/usr/lib/softhsm/libsofthsm2.so"))
 PIN = "4321"
@@ -142,7 +143,12 @@ def test_the_vault_runs_on_the_token_end_to_end(
     keyring = Keyring(token, runtime.keyring.sessions)
     vault = Vault(runtime.sessions, keyring, PersonalDataScanner())
     (result,) = vault.collect(
-        [Submission("newsletter", {"email": "hsm@example.com", "name": "Hal Sm"}, Source.WEB_FORM)],
+        screened(
+            vault,
+            Submission(
+                "newsletter", {"email": "hsm@example.com", "name": "Hal Sm"}, Source.WEB_FORM
+            ),
+        ),
         actor="tests",
     )
     report = keyring.rotate_master_key(retire_previous=True)

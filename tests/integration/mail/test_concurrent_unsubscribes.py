@@ -22,6 +22,7 @@ from pledge.policy import load_policy_file, publish_policy
 from pledge.runtime import Runtime
 from pledge.vault import Source, Submission
 from tests.conftest import REFERENCE_POLICY, FreshDatabases, SmtpInbox, test_settings
+from tests.people import screened
 
 pytestmark = pytest.mark.postgresql
 
@@ -53,7 +54,11 @@ def _two_links(runtime: Runtime, inbox: SmtpInbox) -> tuple[Services, str, list[
     """A subscriber sent two messages: the services, the subscriber, the two links' paths."""
     services = build_services(runtime)
     (reader,) = services.vault.collect(
-        [Submission("newsletter", {"email": "twice@example.com"}, Source.WEB_FORM)], actor="t"
+        screened(
+            services.vault,
+            Submission("newsletter", {"email": "twice@example.com"}, Source.WEB_FORM),
+        ),
+        actor="t",
     )
     grant = ChoiceToRecord(
         reader.subject_id, MARKETING_EMAIL, Action.GRANT, Method.DOUBLE_OPT_IN, "t", "a" * 64

@@ -26,6 +26,7 @@ from pledge.mail.tables import MailMessage
 from pledge.runtime import Runtime
 from pledge.vault import Source, Submission
 from tests.conftest import SmtpInbox
+from tests.people import screened
 
 ADDRESS = "reader@example.com"
 
@@ -34,7 +35,8 @@ ADDRESS = "reader@example.com"
 def reader(services: Services) -> str:
     """A newsletter subscriber who confirmed by double opt-in."""
     (collected,) = services.vault.collect(
-        [Submission("newsletter", {"email": ADDRESS}, Source.WEB_FORM)], actor="tests"
+        screened(services.vault, Submission("newsletter", {"email": ADDRESS}, Source.WEB_FORM)),
+        actor="tests",
     )
     services.consent.record([choice(collected.subject_id, Action.GRANT)], actor="tests")
     return collected.subject_id

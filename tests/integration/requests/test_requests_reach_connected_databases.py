@@ -27,6 +27,7 @@ from tests.integration.conftest import (
     orders,
     support_tickets,
 )
+from tests.people import screened
 
 ALICE = "alice@example.com"
 BOBS_PHONE = "+14155550102"
@@ -138,7 +139,9 @@ def test_a_known_person_with_no_data_points_held_is_left_to_staff_not_denied(
 ) -> None:
     # The newsletter holds only an address: nothing to compare, so no attempt is used up.
     services.vault.collect(
-        [Submission("newsletter", {"email": "nora@example.com"}, Source.WEB_FORM)],
+        screened(
+            services.vault, Submission("newsletter", {"email": "nora@example.com"}, Source.WEB_FORM)
+        ),
         actor="tests",
     )
     desk = services.requests

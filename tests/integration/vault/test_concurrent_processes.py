@@ -29,7 +29,9 @@ WORKER = textwrap.dedent(
         vault = Vault(runtime.sessions, runtime.keyring, PersonalDataScanner())
         for i in range(count):
             email = f"{name}-{i}@example.com"
-            vault.collect([Submission("newsletter", {"email": email}, Source.WEB_FORM)], actor=name)
+            screen = vault.age_pass("newsletter")
+            item = Submission("newsletter", {"email": email}, Source.WEB_FORM, age_pass=screen)
+            vault.collect([item], actor=name)
     """
 )
 

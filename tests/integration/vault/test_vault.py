@@ -24,6 +24,7 @@ from pledge.vault import (
 )
 from pledge.vault.tables import Identity, PersonalValue, Subject
 from tests.conftest import REFERENCE_POLICY
+from tests.people import screened
 
 SCANNER = PersonalDataScanner()
 
@@ -44,7 +45,8 @@ def vault(runtime: Runtime) -> Vault:
 
 def register(vault: Vault, **fields: str) -> str:
     (result,) = vault.collect(
-        [Submission("registration", {**JANE, **fields}, Source.WEB_FORM)], actor="tests"
+        screened(vault, Submission("registration", {**JANE, **fields}, Source.WEB_FORM)),
+        actor="tests",
     )
     return result.subject_id
 
@@ -57,7 +59,10 @@ def count(runtime: Runtime, model: type) -> int:
 def test_a_subject_is_found_again_by_any_spelling_of_its_email_or_phone(vault: Vault) -> None:
     subject_id = register(vault)
     (again,) = vault.collect(
-        [Submission("newsletter", {"email": "  jane.quarrington@EXAMPLE.com "}, Source.WEB_FORM)],
+        screened(
+            vault,
+            Submission("newsletter", {"email": "  jane.quarrington@EXAMPLE.com "}, Source.WEB_FORM),
+        ),
         actor="tests",
     )
     assert again.subject_id == subject_id
@@ -97,11 +102,12 @@ def test_a_submission_the_policy_refuses_stores_nothing_at_all(
 def test_the_refusal_names_each_problem_where_it_is(vault: Vault) -> None:
     with pytest.raises(CollectionRefused) as refused:
         vault.collect(
-            [
+            screened(
+                vault,
                 Submission(
                     "registration", {"email": "a@example.com", "colour": "red"}, Source.WEB_FORM
-                )
-            ],
+                ),
+            ),
             actor="tests",
         )
     places = {".".join(map(str, p.path)) for p in refused.value.problems}
@@ -228,11 +234,12 @@ def test_a_correction_adds_a_version_and_keeps_the_old_one(vault: Vault) -> None
 def test_a_comment_is_kept_as_written_with_a_redacted_copy_for_publication(vault: Vault) -> None:
     comment = "Great frame. Write to me at jane.q@example.com or 310-555-0142!"
     (result,) = vault.collect(
-        [
+        screened(
+            vault,
             Submission(
                 "comment", {"email": "jane.q@example.com", "comment": comment}, Source.WEB_FORM
-            )
-        ],
+            ),
+        ),
         actor="tests",
     )
     assert result.findings == {"comment": {"EMAIL_ADDRESS": 1, "PHONE_NUMBER": 1}}
@@ -365,12 +372,13 @@ def test_collecting_for_an_erased_subject_is_refused_and_leaves_no_key_behind(
     vault.shred(subject_id, actor="tests", reason="request")
     with runtime.keyring.sessions() as keystore:
         keys_before = keystore.scalar(select(func.count()).select_from(DataKey))
-    batch = [
+    batch = screened(
+        vault,
         Submission("newsletter", {"email": "first-time@example.com"}, Source.WEB_FORM),
         Submission(
             "newsletter", {"email": "x@example.com"}, Source.WEB_FORM, subject_id=subject_id
         ),
-    ]
+    )
     with pytest.raises(SubjectErased):
         vault.collect(batch, actor="tests", batch=True)
     with runtime.keyring.sessions() as keystore:
@@ -381,7 +389,8 @@ def test_collecting_for_an_erased_subject_is_refused_and_leaves_no_key_behind(
 def test_a_correction_cannot_take_an_identity_that_belongs_to_someone_else(vault: Vault) -> None:
     jane = register(vault)
     (other,) = vault.collect(
-        [Submission("newsletter", {"email": "taken@example.com"}, Source.WEB_FORM)], actor="tests"
+        screened(vault, Submission("newsletter", {"email": "taken@example.com"}, Source.WEB_FORM)),
+        actor="tests",
     )
     email = next(
         v
@@ -397,7 +406,8 @@ def test_a_correction_cannot_take_an_identity_that_belongs_to_someone_else(vault
 def test_correcting_one_of_two_values_holding_an_email_keeps_it_indexed(vault: Vault) -> None:
     subject_id = register(vault)
     vault.collect(
-        [Submission("newsletter", {"email": JANE["email"]}, Source.WEB_FORM)], actor="tests"
+        screened(vault, Submission("newsletter", {"email": JANE["email"]}, Source.WEB_FORM)),
+        actor="tests",
     )
     values = vault.read(subject_id, "essential.service.authentication", actor="tests").values
     registration_email = next(

@@ -22,6 +22,7 @@ from pledge.vault.rules import value_aad
 from pledge.vault.sealing import unseal
 from pledge.vault.tables import PersonalValue
 from tests.conftest import REFERENCE_POLICY, FreshDatabases, test_settings
+from tests.people import screened
 
 
 @pytest.fixture
@@ -71,19 +72,25 @@ def test_an_erased_subject_stays_unreadable_in_a_copy_taken_before_the_erasure(
     publish_policy(runtime.sessions, load_policy_file(REFERENCE_POLICY), published_by="tests")
     vault = Vault(runtime.sessions, runtime.keyring, PersonalDataScanner())
     (erased,) = vault.collect(
-        [
+        screened(
+            vault,
             Submission(
-                "newsletter", {"email": "gone@example.com", "name": "Gone Soon"}, Source.WEB_FORM
-            )
-        ],
+                "newsletter",
+                {"email": "gone@example.com", "name": "Gone Soon"},
+                Source.WEB_FORM,
+            ),
+        ),
         actor="tests",
     )
     (kept,) = vault.collect(
-        [
+        screened(
+            vault,
             Submission(
-                "newsletter", {"email": "stays@example.com", "name": "Still Here"}, Source.WEB_FORM
-            )
-        ],
+                "newsletter",
+                {"email": "stays@example.com", "name": "Still Here"},
+                Source.WEB_FORM,
+            ),
+        ),
         actor="tests",
     )
     runtime.engine.dispose()
