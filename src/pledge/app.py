@@ -14,7 +14,7 @@ from fastapi_offline import FastAPIOffline
 
 from pledge import __version__
 from pledge.apikeys import KeyCache
-from pledge.children import AgeScreen
+from pledge.children import AgeScreen, ParentalConsents
 from pledge.children import api_routes as children_routes
 from pledge.config import Settings
 from pledge.consent import AUDIENCE_MAX_BYTES, BannerCors, ConsentLedger
@@ -74,6 +74,7 @@ class Services:
     fulfilment: Fulfilment
     staff: StaffDirectory
     age_screen: AgeScreen
+    parental_consents: ParentalConsents
 
 
 class DatasetsNotReady(RuntimeError):
@@ -166,6 +167,16 @@ def build_services(runtime: Runtime) -> Services:
         fulfilment=fulfilment,
         staff=staff,
         age_screen=AgeScreen(vault=vault, secret=settings.secret_key.get_secret_value().encode()),
+        parental_consents=ParentalConsents(
+            sessions=runtime.sessions,
+            keyring=runtime.keyring,
+            vault=vault,
+            ledger=consent,
+            mailer=mailer,
+            jobs=jobs,
+            connected=connected,
+            public_url=settings.public_url,
+        ),
     )
 
 
@@ -206,6 +217,7 @@ def create_app(
     app.state.requests = services.requests
     app.state.staff = services.staff
     app.state.age_screen = services.age_screen
+    app.state.parental_consents = services.parental_consents
     for error, handler in console_exception_handlers().items():
         app.add_exception_handler(error, handler)
     app.add_middleware(BodyLimit, larger={"/v1/audiences": AUDIENCE_MAX_BYTES})

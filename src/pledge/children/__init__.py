@@ -1,13 +1,25 @@
 """Children under 13: the neutral age screen, parental consent, and children found later."""
 
+from pledge.children.consents import (
+    CHILD_ACCOUNT,
+    ConsentNotFound,
+    ConsentRefusedHere,
+    ConsentView,
+    ParentalConsents,
+)
 from pledge.children.routes import api as api_routes
 from pledge.children.rules import RETRY_COOKIE, AgeBand, Screened
 from pledge.children.service import AgeScreen, ScreenAnswer, UnknownCollectionPoint
 
 __all__ = [
+    "CHILD_ACCOUNT",
     "RETRY_COOKIE",
     "AgeBand",
     "AgeScreen",
+    "ConsentNotFound",
+    "ConsentRefusedHere",
+    "ConsentView",
+    "ParentalConsents",
     "ScreenAnswer",
     "Screened",
     "UnknownCollectionPoint",

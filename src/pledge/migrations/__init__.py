@@ -24,6 +24,7 @@ TABLE_MODULES = (
     "pledge.privacy_center.tables",
     "pledge.requests.tables",
     "pledge.staff.tables",
+    "pledge.children.tables",
 )
 """Every module that declares tables; the metadata Alembic compares against imports them all."""
 
