@@ -16,6 +16,7 @@ from pledge import __version__
 from pledge.apikeys import KeyCache
 from pledge.children import AgeScreen, ParentalConsents
 from pledge.children import api_routes as children_routes
+from pledge.children import page_routes as children_pages
 from pledge.config import Settings
 from pledge.consent import AUDIENCE_MAX_BYTES, BannerCors, ConsentLedger
 from pledge.consent import api_routes as consent_routes
@@ -234,6 +235,7 @@ def create_app(
     app.include_router(job_routes)
     app.include_router(request_routes)
     app.include_router(children_routes)
+    app.include_router(children_pages)
     app.include_router(center_pages)
     app.include_router(center_request_pages)
     app.include_router(staff_console)

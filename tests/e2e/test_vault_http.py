@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from pledge.app import create_app
+from pledge.audit import AuditEntry
 from pledge.runtime import Runtime
 from pledge.vault.tables import PersonalValue, Subject
 from tests.conftest import api_headers
@@ -289,8 +291,14 @@ def test_a_sign_up_without_the_age_screen_is_refused_and_stores_nothing(
 
 
 def test_a_childs_registration_is_refused_and_nothing_of_it_is_kept(
-    client: TestClient, runtime: Runtime, collector: dict[str, str]
+    client: TestClient,
+    runtime: Runtime,
+    collector: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
+    with runtime.sessions() as session:
+        audited = session.scalar(select(func.count()).select_from(AuditEntry))
     child = {
         "collection_point": "registration",
         "fields": {
@@ -306,5 +314,16 @@ def test_a_childs_registration_is_refused_and_nothing_of_it_is_kept(
     assert refused.json()["detail"][0]["type"] == "age_screen"
     assert "2016" not in refused.text
     assert stored(runtime) == (0, 0)
+    screened = client.post(
+        "/v1/age-screen",
+        json={"collection_point": "registration", "date_of_birth": "2016-05-04"},
+        headers=collector,
+    ).json()
+    assert (screened["admitted"], screened["age_pass"]) == (False, None)
+    assert screened["retry_token"]
+    assert "2016-05-04" not in caplog.text, "no log line holds what was typed"
+    assert "kid@example.com" not in caplog.text
+    with runtime.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(AuditEntry)) == audited
     adult = {**child, "fields": {**child["fields"], "date_of_birth": "1990-05-04"}}
     assert client.post("/v1/collect", json=adult, headers=collector).status_code == 201

@@ -7,6 +7,7 @@ from pledge.children.consents import (
     ConsentView,
     ParentalConsents,
 )
+from pledge.children.pages import pages as page_routes
 from pledge.children.routes import api as api_routes
 from pledge.children.rules import RETRY_COOKIE, AgeBand, Screened
 from pledge.children.service import AgeScreen, ScreenAnswer, UnknownCollectionPoint
@@ -24,4 +25,5 @@ __all__ = [
     "Screened",
     "UnknownCollectionPoint",
     "api_routes",
+    "page_routes",
 ]

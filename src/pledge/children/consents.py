@@ -598,6 +598,15 @@ class ParentalConsents:
         if child is not None:
             self.erase_child(child, reason=f"parental consent {consent_id} revoked")
 
+    def revoke_by_token(self, consent_id: str, token: str) -> None:
+        """A parent withdraws consent from the link mailed to them."""
+        with self.sessions() as session:
+            row = self._by_token(session, consent_id, token)
+            parent_index = row.parent_index
+        if parent_index is None:
+            raise ConsentNotFound(consent_id)
+        self.revoke(consent_id, parent_index=parent_index)
+
     def child_of(self, consent_id: str, *, parent_index: str) -> str:
         """The child's subject under a parent's consent, for that parent only."""
         with self.sessions() as session:
