@@ -16,6 +16,7 @@ from pledge import __version__
 from pledge.apikeys import KeyCache
 from pledge.children import AgeScreen, ParentalConsents
 from pledge.children import api_routes as children_routes
+from pledge.children import console_routes as children_console
 from pledge.children import page_routes as children_pages
 from pledge.config import Settings
 from pledge.consent import AUDIENCE_MAX_BYTES, BannerCors, ConsentLedger
@@ -40,6 +41,7 @@ from pledge.policy import (
     publish_policy,
 )
 from pledge.privacy_center import PreferenceCenter
+from pledge.privacy_center import children_page_routes as center_children_pages
 from pledge.privacy_center import page_routes as center_pages
 from pledge.privacy_center import request_page_routes as center_request_pages
 from pledge.requests import Fulfilment, RequestDesk
@@ -238,8 +240,10 @@ def create_app(
     app.include_router(children_pages)
     app.include_router(center_pages)
     app.include_router(center_request_pages)
+    app.include_router(center_children_pages)
     app.include_router(staff_console)
     app.include_router(request_console)
+    app.include_router(children_console)
     app.include_router(page_routes)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and database check")

@@ -59,6 +59,7 @@ from pledge.vault import (
     UnknownPurpose,
     Vault,
 )
+from pledge.vault.rules import IdentityInvalid
 
 app = typer.Typer(help="Pledge: the privacy policy as running software.", no_args_is_help=True)
 policy_app = typer.Typer(
@@ -73,6 +74,9 @@ jobs_app = typer.Typer(
 )
 subjects_app = typer.Typer(
     help="Read, find and erase subjects (staff, audited).", no_args_is_help=True
+)
+children_app = typer.Typer(
+    help="Children: parents' consents, and subjects found to be children.", no_args_is_help=True
 )
 staff_app = typer.Typer(
     help="Admin-console accounts: add, list, change a role, reset, disable.",
@@ -90,6 +94,7 @@ app.add_typer(subjects_app, name="subjects")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(requests_app, name="requests")
 app.add_typer(staff_app, name="staff")
+app.add_typer(children_app, name="children")
 StaffOption = Annotated[
     str, typer.Option("--staff", help="The staff member acting (recorded in the audit log).")
 ]
@@ -483,6 +488,49 @@ def staff_disable(username: str, staff: StaffOption) -> None:
         except StaffNotFound:
             raise _fail(f"pledge: no staff account '{username}'") from None
     typer.echo(f"staff {username}: disabled")
+
+
+@children_app.command("list")
+def children_list() -> None:
+    """Parents' consents waiting (for a parent or a check) or under a child's account."""
+    with _open_database(_settings()) as runtime:
+        views = build_services(runtime).parental_consents.waiting()
+    for view in views:
+        child = view.child_subject_id or "-"
+        typer.echo(
+            f"{view.id}  {view.status:<10} {view.reason:<10} window ends "
+            f"{view.expires_at:%Y-%m-%d}  child {child}"
+        )
+    if not views:
+        typer.echo("no parental consents")
+
+
+@children_app.command("flag")
+def children_flag(
+    subject_id: str,
+    staff: StaffOption,
+    reason: Annotated[str, typer.Option(help="How it was found out (no personal data).")],
+    parent_email: Annotated[
+        str | None, typer.Option(help="The parent's address, to ask for consent.")
+    ] = None,
+) -> None:
+    """A subject found to be a child: frozen now, erased when the window ends unless a parent
+    consents."""
+    with _open_database(_settings()) as runtime:
+        consents = build_services(runtime).parental_consents
+        try:
+            consent_id = consents.flag_child(
+                subject_id, actor=f"staff:{staff}", reason=reason, parent_email=parent_email
+            )
+        except (SubjectNotFound, SubjectErased):
+            raise _fail("pledge: no live subject has this ID") from None
+        except IdentityInvalid as invalid:
+            raise _fail(f"pledge: {invalid}") from None
+        view = consents.view_for_staff(consent_id)
+    typer.echo(
+        f"subject {subject_id} frozen; consent {consent_id}, erased on "
+        f"{view.expires_at:%Y-%m-%d} unless a parent consents"
+    )
 
 
 @app.command()

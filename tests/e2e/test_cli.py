@@ -397,3 +397,40 @@ def test_console_accounts_are_managed_from_the_command_line(runner: CliRunner) -
     missing = runner.invoke(app, ["staff", "disable", "nobody", "--staff", "ops"])
     assert missing.exit_code == 2
     assert "no staff account 'nobody'" in missing.output
+
+
+def test_a_subject_found_to_be_a_child_is_flagged_from_the_command_line(
+    runner: CliRunner,
+) -> None:
+    assert runner.invoke(app, ["policy", "publish", str(REFERENCE_POLICY)]).exit_code == 0
+    call = json.dumps({"name": "Tiny Tim", "phone": "+1 718 555 0199", "correspondence": "hi"})
+    collected = runner.invoke(
+        app,
+        ["collect", "support_contact", "--staff", "sam", "--identity", "phone:+1 718 555 0199"],
+        input=call,
+    )
+    assert collected.exit_code == 0, collected.output
+    subject = runner.invoke(
+        app, ["subjects", "resolve", "phone:+1 718 555 0199", "--staff", "sam"]
+    ).output.strip()
+    flagged = runner.invoke(
+        app, ["children", "flag", subject, "--staff", "sam", "--reason", "said they are 9"]
+    )
+    assert flagged.exit_code == 0, flagged.output
+    assert f"subject {subject} frozen" in flagged.output
+    listed = runner.invoke(app, ["children", "list"])
+    assert subject in listed.output
+    assert "pending" in listed.output
+    missing = runner.invoke(
+        app,
+        [
+            "children",
+            "flag",
+            "00000000-0000-4000-8000-000000000000",
+            "--staff",
+            "s",
+            "--reason",
+            "x",
+        ],
+    )
+    assert missing.exit_code == 2

@@ -36,6 +36,10 @@ MATRIX: dict[tuple[str, str], Permission | str] = {
     ("POST", "/console/staff/{username}/role"): Permission.MANAGE_STAFF,
     ("POST", "/console/staff/{username}/disable"): Permission.MANAGE_STAFF,
     ("POST", "/console/staff/{username}/reset"): Permission.MANAGE_STAFF,
+    ("GET", "/console/children"): Permission.MANAGE_CHILDREN,
+    ("GET", "/console/children/{consent_id}/evidence"): Permission.MANAGE_CHILDREN,
+    ("POST", "/console/children/{consent_id}/review"): Permission.MANAGE_CHILDREN,
+    ("POST", "/console/children/flag"): Permission.MANAGE_CHILDREN,
     ("GET", "/console/requests"): Permission.VIEW_QUEUE,
     ("GET", "/console/requests/new"): Permission.ENTER_REQUEST,
     ("POST", "/console/requests"): Permission.ENTER_REQUEST,
@@ -163,7 +167,16 @@ def test_each_role_gets_exactly_what_its_permissions_allow(
     for (method, path), needs in MATRIX.items():
         if needs == PUBLIC or path == "/console/logout":
             continue
-        answer = call(client, method, path, token, key, request_id=request_id, username="target")
+        answer = call(
+            client,
+            method,
+            path,
+            token,
+            key,
+            request_id=request_id,
+            username="target",
+            consent_id="00000000-0000-4000-8000-000000000000",
+        )
         refused = answer.status_code == 403
         may = needs == ANY_ROLE or needs in allowed
         assert refused is not may, (role, method, path, answer.status_code)
@@ -179,7 +192,16 @@ def test_nobody_signed_out_gets_any_page(
     for (method, path), needs in MATRIX.items():
         if needs == PUBLIC:
             continue
-        answer = call(client, method, path, None, b"", request_id=request_id, username="target")
+        answer = call(
+            client,
+            method,
+            path,
+            None,
+            b"",
+            request_id=request_id,
+            username="target",
+            consent_id="00000000-0000-4000-8000-000000000000",
+        )
         assert answer.status_code == 303, (method, path)
         assert answer.headers["location"].startswith("/console/login")
 

@@ -19,6 +19,8 @@ FIXED_SCOPES = {
     "jobs:write": "retry a background job that failed",
     "requests:read": "see privacy requests, their deadlines and history, and export the records",
     "requests:write": "receive privacy requests and verify, approve, deny or extend them",
+    "children:read": "see parental consents (never a parent's address)",
+    "children:write": "flag a subject as a child (frozen, then erased unless a parent consents)",
 }
 """Scopes that are not about a purpose, with what each lets a key do."""
 

@@ -7,6 +7,7 @@ from pledge.children.consents import (
     ConsentView,
     ParentalConsents,
 )
+from pledge.children.console import pages as console_routes
 from pledge.children.pages import pages as page_routes
 from pledge.children.routes import api as api_routes
 from pledge.children.rules import RETRY_COOKIE, AgeBand, Screened
@@ -25,5 +26,6 @@ __all__ = [
     "Screened",
     "UnknownCollectionPoint",
     "api_routes",
+    "console_routes",
     "page_routes",
 ]

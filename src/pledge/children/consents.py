@@ -473,10 +473,10 @@ class ParentalConsents:
 
     def flag_child(
         self, subject_id: str, *, actor: str, reason: str, parent_email: str | None = None
-    ) -> str | None:
+    ) -> str:
         """A subject turns out to be a child: frozen at once, erased when the window ends
-        unless a parent consents. With the parent's address, the parent is asked; returns the
-        consent's ID (None without an address: erasure follows at the window's end)."""
+        unless a parent consents. With the parent's address, the parent is asked (without it,
+        erasure follows at the window's end). Returns the consent's ID."""
         self.vault.freeze(subject_id, actor=actor, reason=reason)
         document = self._policy()
         if parent_email is not None:
@@ -634,6 +634,10 @@ class ParentalConsents:
             return [_view(row) for row in rows]
 
     # --- Shared -------------------------------------------------------------------------------
+
+    def view_for_staff(self, consent_id: str) -> ConsentView:
+        """A consent as staff see it (never the parent's address); raise `ConsentNotFound`."""
+        return self._view_of(consent_id)
 
     def _view_of(self, consent_id: str) -> ConsentView:
         with self.sessions() as session:

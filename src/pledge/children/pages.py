@@ -209,15 +209,19 @@ def sign_up(request: Request, point: str, consent: str = "", token: str = "") ->
         except (ConsentNotFound, ConsentRefusedHere):
             return _render(request, "signup_missing.html.j2", 404)
         return _fields_page(request, point, parental_pass=parental, consent_id=consent[:36])
+    return _first_step(request, point, screen)
+
+
+def _first_step(request: Request, point: str, screen: AgeScreen) -> HTMLResponse:
+    """The form, the age screen, or, for a browser refused before, the same answer as then."""
     document = _document(request)
     if not document.collection_points[point].age_screen:
         return _fields_page(request, point, age_pass="")
-    if retry_blocked(screen.secret, request.cookies.get(RETRY_COOKIE), dt.datetime.now(dt.UTC)):
-        # Refused before: the same answer as then, whatever was typed.
-        if document.children.child_accounts == "with_parental_consent":
-            return _render(request, "signup_parent.html.j2", point=point, error=None)
-        return _refused(request, None, None)
-    return _render(request, "signup_age.html.j2", point=point, error=None)
+    if not retry_blocked(screen.secret, request.cookies.get(RETRY_COOKIE), dt.datetime.now(dt.UTC)):
+        return _render(request, "signup_age.html.j2", point=point, error=None)
+    if document.children.child_accounts == "with_parental_consent":
+        return _render(request, "signup_parent.html.j2", point=point, error=None)
+    return _refused(request, None, None)
 
 
 @pages.post("/sign-up/{point}/age", response_class=HTMLResponse, dependencies=SameOrigin)

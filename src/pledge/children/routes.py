@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from pledge.apikeys import Caller, require_scope
+from pledge.children.consents import ConsentView, ParentalConsents
 from pledge.children.rules import RETRY_COOKIE, Screened
 from pledge.children.service import AgeScreen, DateUnreadable, UnknownCollectionPoint
+from pledge.vault import SubjectErased, SubjectNotFound
+from pledge.vault.rules import IdentityInvalid
 
 api = APIRouter(prefix="/v1", tags=["children"])
 
@@ -85,3 +89,152 @@ def age_screen(
         retry_token=answer.retry_token,
         retry_until=answer.retry_until.isoformat() if answer.retry_until else None,
     )
+
+
+def consents_of(request: Request) -> ParentalConsents:
+    """FastAPI dependency: the app's parental consents."""
+    consents: ParentalConsents = request.app.state.parental_consents
+    return consents
+
+
+ConsentsDep = Annotated[ParentalConsents, Depends(consents_of)]
+Email = Annotated[str, StringConstraints(strict=True, min_length=3, max_length=320)]
+
+
+class ParentalConsentIn(BaseModel):
+    """A child's sign-up that an integrating service's own page stopped: the parent to ask."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    collection_point: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=200)]
+    parent_email: Email
+    third_party: bool = False
+    """Whether disclosure of the child's data to third parties is asked for too (separately)."""
+
+
+class ParentalConsentOut(BaseModel):
+    """A parental consent, without the parent's address."""
+
+    id: str
+    reason: str
+    collection_point: str
+    status: str
+    child_subject_id: str | None
+    third_party_asked: bool
+    third_party_consented: bool
+    method: str | None
+    evidence_reference: str | None
+    evidence_waiting: bool
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    decided_at: dt.datetime | None
+
+
+class ChildFlagIn(BaseModel):
+    """A subject found to be a child."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    subject_id: Annotated[
+        str,
+        StringConstraints(
+            pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+        ),
+    ]
+    reason: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=500)]
+    """How it was found out (no personal data: "stated age in a support message")."""
+    parent_email: Email | None = None
+
+
+def _out(view: ConsentView) -> ParentalConsentOut:
+    return ParentalConsentOut(**view.__dict__)
+
+
+def _email_refused(invalid: Exception) -> HTTPException:
+    return HTTPException(
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        detail=[{"loc": ["body", "parent_email"], "msg": str(invalid), "type": "value_error"}],
+    )
+
+
+@api.post(
+    "/parental-consents",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ParentalConsentOut,
+    summary="Ask a parent for consent",
+)
+def ask_parent(
+    body: ParentalConsentIn,
+    consents: ConsentsDep,
+    caller: Annotated[Caller, Depends(require_scope("collect"))],
+    request: Request,
+) -> ParentalConsentOut:
+    """Ask a parent to consent to a child's sign-up: only their address is kept, and they get
+    the direct notice with a link. The child finishes signing up from the parent's page."""
+    document = request.app.state.consent.policy_in_force().document
+    if body.collection_point not in document.collection_points:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=[
+                {
+                    "loc": ["body", "collection_point"],
+                    "msg": "not a collection point of the policy in force",
+                    "type": "policy",
+                }
+            ],
+        )
+    if document.children.child_accounts != "with_parental_consent":
+        raise HTTPException(status.HTTP_409_CONFLICT, detail="the policy takes no child accounts")
+    try:
+        consent_id, _ = consents.ask(
+            body.collection_point,
+            body.parent_email,
+            third_party=body.third_party,
+            actor=caller.actor,
+        )
+    except IdentityInvalid as invalid:
+        raise _email_refused(invalid) from None
+    return _out(consents.view_for_staff(consent_id))
+
+
+@api.get(
+    "/parental-consents",
+    response_model=list[ParentalConsentOut],
+    summary="Parental consents open or under a child",
+)
+def list_consents(
+    consents: ConsentsDep, _caller: Annotated[Caller, Depends(require_scope("children:read"))]
+) -> list[ParentalConsentOut]:
+    """Consents waiting for a parent or for staff's check, and those a child's account rests
+    on; never a parent's address."""
+    return [_out(view) for view in consents.waiting()]
+
+
+@api.post(
+    "/children/flags",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ParentalConsentOut,
+    summary="Flag a subject as a child",
+)
+def flag_child(
+    body: ChildFlagIn,
+    consents: ConsentsDep,
+    caller: Annotated[Caller, Depends(require_scope("children:write"))],
+) -> ParentalConsentOut:
+    """A subject turns out to be under 13: frozen at once (no reads but for what the law
+    requires, no marketing, no disclosure), then erased when the policy's window ends unless a
+    parent, asked at `parent_email`, consents."""
+    try:
+        consent_id = consents.flag_child(
+            body.subject_id,
+            actor=caller.actor,
+            reason=body.reason,
+            parent_email=body.parent_email,
+        )
+    except SubjectNotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no such subject") from None
+    except SubjectErased:
+        raise HTTPException(status.HTTP_410_GONE, detail="this subject was erased") from None
+    except IdentityInvalid as invalid:
+        raise _email_refused(invalid) from None
+    return _out(consents.view_for_staff(consent_id))

@@ -89,9 +89,9 @@ def _visitor_index(request: Request, center: PreferenceCenter) -> tuple[str | No
     return (None, None) if visitor is None else (visitor.email_index, token)
 
 
-def _sign_in(center: PreferenceCenter, next_path: str) -> HTMLResponse:
+def _sign_in(center: PreferenceCenter, next_path: str, purpose: str = "request") -> HTMLResponse:
     return _render(
-        center, "center_email.html.j2", gpc=False, error=None, next=next_path, purpose="request"
+        center, "center_email.html.j2", gpc=False, error=None, next=next_path, purpose=purpose
     )
 
 

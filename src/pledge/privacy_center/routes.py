@@ -144,7 +144,13 @@ def send_code(form: SmallForm, center: CenterDep) -> HTMLResponse:
     whether or not the address is known to Pledge. A cross-origin POST (`same_origin`) gets
     `403` and sends nothing."""
     email, next_path = form.get("email"), safe_next(form.get("next"))
-    purpose = "request" if next_path and next_path.startswith("/privacy-center/requests") else None
+    purpose = (
+        "request"
+        if next_path and next_path.startswith("/privacy-center/requests")
+        else "children"
+        if next_path and next_path.startswith("/privacy-center/children")
+        else None
+    )
     if not isinstance(email, str) or len(email) > 320:
         return _render(
             center,

@@ -48,6 +48,8 @@ class Permission(enum.StrEnum):
     """Download the request records as CSV."""
     READ_AUDIT = "read_audit"
     """Read the audit log and check its hash chain."""
+    MANAGE_CHILDREN = "manage_children"
+    """Check the evidence of parents' consents, and flag a subject as a child."""
     MANAGE_STAFF = "manage_staff"
     """Create staff accounts, change their roles, disable them."""
 

@@ -8,6 +8,9 @@ import pytest
 import typer.main
 from fastapi.routing import APIRoute
 
+from pledge.children import api_routes as children_routes
+from pledge.children import console_routes as children_console
+from pledge.children import page_routes as children_pages
 from pledge.cli import app as cli_app
 from pledge.consent import api_routes as consent_routes
 from pledge.consent import banner_routes
@@ -16,6 +19,7 @@ from pledge.jobs import api_routes as job_routes
 from pledge.mail import api_routes as mail_routes
 from pledge.mail import page_routes as mail_pages
 from pledge.policy import api_routes, page_routes
+from pledge.privacy_center import children_page_routes as center_children_pages
 from pledge.privacy_center import page_routes as center_pages
 from pledge.privacy_center import request_page_routes as center_request_pages
 from pledge.requests import api_routes as request_routes
@@ -40,7 +44,10 @@ ROUTES = sorted(
         job_routes,
         center_pages,
         center_request_pages,
+        center_children_pages,
         request_routes,
+        children_routes,
+        children_pages,
     )
     for route in router.routes
     if isinstance(route, APIRoute)
@@ -50,7 +57,7 @@ ROUTES = sorted(
 
 CONSOLE_ROUTES = sorted(
     (method, route.path)
-    for router in (staff_console, request_console)
+    for router in (staff_console, request_console, children_console)
     for route in router.routes
     if isinstance(route, APIRoute)
     for method in route.methods

@@ -1,0 +1,166 @@
+"""Children over HTTP, as a child, a parent, staff and an integrating service meet it: a child's
+sign-up stopped at the screen, the parent's notice and consent, the child's own sign-up under
+it, the parent's review, download and revocation in the privacy center, and the API."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi.testclient import TestClient
+
+from pledge.app import Services
+from pledge.runtime import Runtime
+from pledge.vault import IdentityKind, SubjectErased
+from tests.conftest import SmtpInbox, api_headers
+from tests.people import mail_to
+
+PARENT = "mum@example.com"
+KID = "kid@example.com"
+
+
+def parent_link(inbox: SmtpInbox, services: Services) -> str:
+    services.jobs.drain()
+    found = re.search(
+        r"https?://[^/\s]+(/parental-consent/[0-9a-f-]{36}\?token=\S+)", mail_to(inbox, PARENT)[0]
+    )
+    assert found
+    return found[1]
+
+
+def sign_in_as_parent(client: TestClient, inbox: SmtpInbox, services: Services) -> None:
+    page = client.post(
+        "/privacy-center/preferences/code",
+        data={"email": PARENT, "next": "/privacy-center/children"},
+    )
+    assert "Sign in as a parent" in page.text or "Enter your code" in page.text
+    challenge = re.search(r'name="challenge" value="([0-9a-f-]{36})"', page.text)
+    assert challenge
+    services.jobs.drain()
+    code = re.search(r"Your code is (\d{6})\.", mail_to(inbox, PARENT)[-1])
+    assert code
+    landed = client.post(
+        "/privacy-center/preferences/verify",
+        data={"challenge": challenge[1], "code": code[1], "next": "/privacy-center/children"},
+        follow_redirects=False,
+    )
+    assert landed.headers["location"] == "/privacy-center/children"
+
+
+def test_a_child_signs_up_with_a_parents_consent_and_the_parent_keeps_the_last_word(
+    client: TestClient, services: Services, inbox: SmtpInbox
+) -> None:
+    screened = client.post("/sign-up/registration/age", data={"date_of_birth": "2016-08-14"})
+    assert "permission of a parent or guardian" in screened.text
+    assert "pledge_age" in screened.headers["set-cookie"]
+    asked = client.post("/sign-up/registration/parent", data={"parent_email": PARENT})
+    assert "We have written to them" in asked.text
+    assert services.vault.resolve(IdentityKind.EMAIL, PARENT, actor="tests") is None
+
+    link = parent_link(inbox, services)
+    page = client.get(link)
+    assert "Nothing is collected from them until you agree" in page.text
+    token = link.split("token=")[1]
+    consent_id = link.split("/")[2].split("?")[0]
+    both = client.post(
+        f"/parental-consent/{consent_id}",
+        data={"token": token, "action": "email_plus", "third_party": "yes"},
+    )
+    assert both.status_code == 422
+    assert "third parties" in both.text
+    given = client.post(
+        f"/parental-consent/{consent_id}", data={"token": token, "action": "email_plus"}
+    )
+    assert "You gave your consent" in given.text
+    finish = re.search(r'href="(/sign-up/registration\?consent=[^"]+)"', given.text)
+    assert finish
+    form = client.get(finish[1].replace("&amp;", "&"))
+    parental = re.search(r'name="parental_pass" value="([^"]+)"', form.text)
+    assert parental
+    done = client.post(
+        "/sign-up/registration",
+        data={
+            "parental_pass": parental[1],
+            "consent_id": consent_id,
+            "name": "Kid Example",
+            "email": KID,
+            "password": "pw-123456789",
+            "date_of_birth": "2016-08-14",
+        },
+    )
+    assert "You are signed up" in done.text
+    child = services.vault.resolve(IdentityKind.EMAIL, KID, actor="tests")
+    assert child is not None
+
+    sign_in_as_parent(client, inbox, services)
+    mine = client.get("/privacy-center/children")
+    assert "consented" in mine.text
+    review = client.get(f"/privacy-center/children/{consent_id}")
+    assert "Kid Example" in review.text
+    assert "pw-123456789" not in review.text, "a password is never shown"
+    download = client.get(f"/privacy-center/children/{consent_id}?format=json")
+    assert download.headers["content-type"].startswith("application/json")
+    assert KID in download.text
+    form_token = re.search(r'name="form_token" value="([^"]+)"', mine.text)
+    assert form_token
+    revoked = client.post(
+        f"/privacy-center/children/{consent_id}/revoke",
+        data={"form_token": form_token[1]},
+        follow_redirects=False,
+    )
+    assert revoked.headers["location"] == "/privacy-center/children?revoked=1"
+    try:
+        services.vault.read(child, "essential.service", actor="tests")
+        raise AssertionError("the child's data survived the revocation")
+    except SubjectErased:
+        pass
+
+
+def test_staff_flag_a_child_through_the_api_and_list_the_consents(
+    client: TestClient, services: Services, runtime: Runtime, inbox: SmtpInbox
+) -> None:
+    collector = api_headers(runtime, "collect")
+    screened = client.post(
+        "/v1/age-screen",
+        json={"collection_point": "newsletter", "date_of_birth": "1999-01-01"},
+        headers=collector,
+    ).json()
+    subject = client.post(
+        "/v1/collect",
+        json={
+            "collection_point": "newsletter",
+            "fields": {"email": "young.reader@example.com"},
+            "age_pass": screened["age_pass"],
+        },
+        headers=collector,
+    ).json()["subject_id"]
+    staff = api_headers(runtime, "children:write", "children:read", "read:*")
+    assert (
+        client.post(
+            "/v1/children/flags", json={"subject_id": subject, "reason": "x"}, headers=collector
+        ).status_code
+        == 403
+    )
+    flagged = client.post(
+        "/v1/children/flags",
+        json={"subject_id": subject, "reason": "age stated to support", "parent_email": PARENT},
+        headers=staff,
+    )
+    assert flagged.status_code == 202, flagged.text
+    assert flagged.json()["reason"] == "discovered"
+    frozen = client.get(
+        f"/v1/subjects/{subject}/data",
+        params={"purpose": "marketing.communications.email"},
+        headers=staff,
+    )
+    assert frozen.status_code == 423
+    listed = client.get("/v1/parental-consents", headers=staff).json()
+    assert [c["child_subject_id"] for c in listed] == [subject]
+    assert PARENT not in str(listed)
+    services.jobs.drain()
+    assert "erase your child's account" in mail_to(inbox, PARENT)[0]
+    missing = client.post(
+        "/v1/children/flags",
+        json={"subject_id": "00000000-0000-4000-8000-000000000000", "reason": "x"},
+        headers=staff,
+    )
+    assert missing.status_code == 404
