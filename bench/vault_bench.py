@@ -210,9 +210,7 @@ def bench_collect(settings: Settings, singles: int, batches: int, batch_size: in
         report("  latency", samples)
         started = time.perf_counter()
         for b in range(batches):
-            items = [
-                newsletter(100_000 + b * batch_size + j, screened) for j in range(batch_size)
-            ]
+            items = [newsletter(100_000 + b * batch_size + j, screened) for j in range(batch_size)]
             client.post("/v1/collect/batch", json={"items": items}).raise_for_status()
         elapsed = time.perf_counter() - started
         print(
