@@ -14,7 +14,7 @@ from fastapi_offline import FastAPIOffline
 
 from pledge import __version__
 from pledge.apikeys import KeyCache
-from pledge.children import AgeScreen, ParentalConsents
+from pledge.children import AgeBands, AgeScreen, ParentalConsents
 from pledge.children import api_routes as children_routes
 from pledge.children import console_routes as children_console
 from pledge.children import page_routes as children_pages
@@ -78,6 +78,7 @@ class Services:
     staff: StaffDirectory
     age_screen: AgeScreen
     parental_consents: ParentalConsents
+    age_bands: AgeBands
 
 
 class DatasetsNotReady(RuntimeError):
@@ -180,6 +181,7 @@ def build_services(runtime: Runtime) -> Services:
             connected=connected,
             public_url=settings.public_url,
         ),
+        age_bands=AgeBands(vault=vault, jobs=jobs),
     )
 
 

@@ -158,6 +158,14 @@ class Settings(BaseSettings):
     unsubscribe_link_days: int = Field(default=60, ge=30, le=3650)
     """How long a marketing message's unsubscribe link keeps working (at least 30 days)."""
 
+    parental_payment_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
+    """Your payment service's page where a parent's card transaction verifies their consent; it
+    reports back with `POST /v1/parental-consents/{id}/verifications`. None: not offered."""
+
+    parental_kba_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
+    """Your identity service's page of knowledge-based questions for parents; it reports back
+    likewise. None: not offered."""
+
     datasets_file: Path | None = None
     """The connected-databases file (docs/datasets.md): external tables that access, correction
     and deletion requests reach. None: requests reach Pledge's vault only."""

@@ -4,11 +4,12 @@ it, the parent's review, download and revocation in the privacy center, and the 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from fastapi.testclient import TestClient
 
-from pledge.app import Services
+from pledge.app import Services, create_app
 from pledge.runtime import Runtime
 from pledge.vault import IdentityKind, SubjectErased
 from tests.conftest import SmtpInbox, api_headers
@@ -164,3 +165,42 @@ def test_staff_flag_a_child_through_the_api_and_list_the_consents(
         headers=staff,
     )
     assert missing.status_code == 404
+
+
+def test_a_payment_service_reports_a_parent_verified_by_a_card_transaction(
+    client: TestClient, services: Services, runtime: Runtime, mail_runtime: Runtime
+) -> None:
+    consent_id, token = services.parental_consents.ask("registration", PARENT, actor="tests")
+    configured = mail_runtime.settings.model_copy(
+        update={"parental_payment_url": "https://pay.example.com/parents"}
+    )
+    shop_runtime = dataclasses.replace(mail_runtime, settings=configured)
+    with TestClient(create_app(configured, shop_runtime, services)) as shop:
+        page = shop.get(f"/parental-consent/{consent_id}", params={"token": token})
+    assert 'action="https://pay.example.com/parents"' in page.text
+    assert f'name="consent" value="{consent_id}"' in page.text
+    adapter = api_headers(runtime, "children:verify")
+    url = f"/v1/parental-consents/{consent_id}/verifications"
+    bad = client.post(url, json={"method": "email_plus", "reference": "x"}, headers=adapter)
+    assert bad.status_code == 422
+    no_scope = client.post(
+        url,
+        json={"method": "payment_card", "reference": "ch_1"},
+        headers=api_headers(runtime, "collect"),
+    )
+    assert no_scope.status_code == 403
+    verified = client.post(
+        url,
+        json={"method": "payment_card", "reference": "ch_3PzX1", "third_party": True},
+        headers=adapter,
+    )
+    assert verified.status_code == 200, verified.text
+    body = verified.json()
+    assert (body["status"], body["method"], body["third_party_consented"]) == (
+        "consented",
+        "payment_card",
+        True,
+    )
+    assert "ch_3PzX1" in body["evidence_reference"]
+    again = client.post(url, json={"method": "payment_card", "reference": "ch_2"}, headers=adapter)
+    assert again.status_code == 422, "a closed consent is not verified twice"

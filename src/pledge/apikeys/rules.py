@@ -21,6 +21,7 @@ FIXED_SCOPES = {
     "requests:write": "receive privacy requests and verify, approve, deny or extend them",
     "children:read": "see parental consents (never a parent's address)",
     "children:write": "flag a subject as a child (frozen, then erased unless a parent consents)",
+    "children:verify": "report a parent verified by a card payment or knowledge-based questions",
 }
 """Scopes that are not about a purpose, with what each lets a key do."""
 

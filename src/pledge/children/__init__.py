@@ -11,12 +11,13 @@ from pledge.children.console import pages as console_routes
 from pledge.children.pages import pages as page_routes
 from pledge.children.routes import api as api_routes
 from pledge.children.rules import RETRY_COOKIE, AgeBand, Screened
-from pledge.children.service import AgeScreen, ScreenAnswer, UnknownCollectionPoint
+from pledge.children.service import AgeBands, AgeScreen, ScreenAnswer, UnknownCollectionPoint
 
 __all__ = [
     "CHILD_ACCOUNT",
     "RETRY_COOKIE",
     "AgeBand",
+    "AgeBands",
     "AgeScreen",
     "ConsentNotFound",
     "ConsentRefusedHere",

@@ -51,6 +51,10 @@ CHILD_ACCOUNT = "essential.service.child_account"
 EVIDENCE_MAX_BYTES = 5 * 1024 * 1024
 EVIDENCE_TYPES = frozenset({"application/pdf", "image/jpeg", "image/png"})
 OPEN = ("pending", "in_review")
+VERIFIED_ELSEWHERE = frozenset(
+    {ParentalConsentMethod.PAYMENT_CARD, ParentalConsentMethod.KNOWLEDGE_BASED}
+)
+"""Methods an adapter carries out (a payment service, an identity service) and reports."""
 
 
 class ConsentNotFound(LookupError):
@@ -265,6 +269,61 @@ class ParentalConsents:
         self.jobs.dispatch(job_ids)
         self.after_consent(consent_id)
         return self.view(consent_id, token)
+
+    def verified_elsewhere(
+        self,
+        consent_id: str,
+        *,
+        method: ParentalConsentMethod,
+        reference: str,
+        third_party: bool,
+        actor: str,
+    ) -> ConsentView:
+        """An adapter (the business's payment service for a card transaction, an identity
+        service for knowledge-based questions) reports that it verified the parent: the consent
+        is recorded with the adapter's reference (a transaction's ID, never a card number)."""
+        if method not in {
+            ParentalConsentMethod.PAYMENT_CARD,
+            ParentalConsentMethod.KNOWLEDGE_BASED,
+        }:
+            raise ConsentRefusedHere(
+                "only a card payment or knowledge-based questions are verified elsewhere"
+            )
+        if not reference.strip():
+            raise ConsentRefusedHere("give the adapter's reference of the verification")
+        document = self._policy()
+        problem = method_problem(method, document.children, third_party_disclosure=third_party)
+        if problem is not None:
+            raise ConsentRefusedHere(problem.reason)
+        with self.sessions() as session, session.begin():
+            row = session.get(ParentalConsent, consent_id, with_for_update=True)
+            if row is None or row.parent_sealed is None:
+                raise ConsentNotFound(consent_id)
+            self._open(row)
+            row.third_party_asked = third_party
+            self._consented(
+                session,
+                row,
+                document,
+                method=method,
+                reference=f"verified by {actor}: {reference.strip()[:200]}",
+                actor=actor,
+                third_party=third_party,
+            )
+            job_id = self.mailer.queue_transactional(
+                session,
+                to=self._parent(row),
+                subject_line="You gave your consent",
+                text=(
+                    "Your consent to your child's account is recorded. Open the link in our "
+                    "first message again"
+                    + (" to let your child finish signing up" if row.reason == "sign_up" else "")
+                    + "; it also lets you revoke your consent at any time."
+                ),
+            )
+        self.jobs.dispatch([job_id])
+        self.after_consent(consent_id)
+        return self._view_of(consent_id)
 
     def submit_evidence(
         self,

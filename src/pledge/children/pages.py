@@ -375,6 +375,15 @@ def _parent_page(
         return _render(request, "signup_missing.html.j2", 404)
     document = _document(request)
     methods = [m.value for m in document.children.parental_consent_methods]
+    settings = request.app.state.runtime.settings
+    adapters = {
+        method: url
+        for method, url in (
+            ("payment_card", settings.parental_payment_url),
+            ("knowledge_based", settings.parental_kba_url),
+        )
+        if url and method in methods
+    }
     return _render(
         request,
         "parent_consent.html.j2",
@@ -382,6 +391,7 @@ def _parent_page(
         view=view,
         token=token,
         methods=methods,
+        adapters=adapters,
         point=document.collection_points.get(view.collection_point),
         sign_up_link=(
             f"/sign-up/{view.collection_point}?consent={view.id}&token={token}"

@@ -5,13 +5,19 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from pledge.apikeys import Caller, require_scope
-from pledge.children.consents import ConsentView, ParentalConsents
+from pledge.children.consents import (
+    ConsentNotFound,
+    ConsentRefusedHere,
+    ConsentView,
+    ParentalConsents,
+)
 from pledge.children.rules import RETRY_COOKIE, Screened
 from pledge.children.service import AgeScreen, DateUnreadable, UnknownCollectionPoint
+from pledge.policy.document import ParentalConsentMethod
 from pledge.vault import SubjectErased, SubjectNotFound
 from pledge.vault.rules import IdentityInvalid
 
@@ -238,3 +244,52 @@ def flag_child(
     except IdentityInvalid as invalid:
         raise _email_refused(invalid) from None
     return _out(consents.view_for_staff(consent_id))
+
+
+class VerificationIn(BaseModel):
+    """An adapter's report that it verified a parent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: ParentalConsentMethod
+    """`payment_card` or `knowledge_based`."""
+    reference: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=200)]
+    """The adapter's reference of the verification: a transaction's ID, never a card number."""
+    third_party: bool = False
+    """Whether the parent also consented to disclosure to third parties (they chose it on
+    their consent page, which passes it on to the adapter)."""
+
+
+@api.post(
+    "/parental-consents/{consent_id}/verifications",
+    response_model=ParentalConsentOut,
+    summary="An adapter verified a parent",
+)
+def verified(
+    consent_id: Annotated[
+        str,
+        Path(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
+    ],
+    body: VerificationIn,
+    consents: ConsentsDep,
+    caller: Annotated[Caller, Depends(require_scope("children:verify"))],
+) -> ParentalConsentOut:
+    """The business's payment service (a card transaction that notifies the card holder) or an
+    identity service (knowledge-based questions) reports that it verified the parent: the
+    consent is recorded, in the ledger too. `404` for an unknown or closed consent, `422` for a
+    method the policy does not accept."""
+    try:
+        view = consents.verified_elsewhere(
+            consent_id,
+            method=body.method,
+            reference=body.reference,
+            third_party=body.third_party,
+            actor=caller.actor,
+        )
+    except ConsentNotFound:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, detail="no open consent has this ID"
+        ) from None
+    except ConsentRefusedHere as refused:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(refused)) from None
+    return _out(view)

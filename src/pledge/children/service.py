@@ -7,18 +7,27 @@ go on), or a retry block for the browser (a child may not try another date)."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 
 from pledge.children.rules import (
     DateUnreadable,
     Screened,
+    age_on,
+    band_changes_on,
+    band_of,
     read_birth_date,
     retry_blocked,
     retry_token,
     screen,
 )
-from pledge.policy.document import PolicyDocument
-from pledge.vault import Vault
+from pledge.jobs import JobQueue
+from pledge.policy import current_version
+from pledge.policy.document import LegalBasis, PolicyDocument
+from pledge.vault import SubjectErased, SubjectNotFound, Vault
+from pledge.vault.rules import DATE_OF_BIRTH
+
+log = logging.getLogger(__name__)
 
 
 class UnknownCollectionPoint(LookupError):
@@ -76,4 +85,59 @@ class AgeScreen:
         return ScreenAnswer(outcome, None, retry_token(self.secret, until), until)
 
 
-__all__ = ["AgeScreen", "DateUnreadable", "ScreenAnswer", "UnknownCollectionPoint"]
+class AgeBands:
+    """Keeps subjects' age bands true as minors grow up: once a day, each subject whose band may
+    have ended has it worked out again from the date of birth the vault holds (read for a
+    purpose resting on a legal obligation, and audited)."""
+
+    def __init__(self, *, vault: Vault, jobs: JobQueue) -> None:
+        self.vault = vault
+        jobs.every(60 * 24, "pledge.children.reassess_bands", self.reassess)
+
+    def reassess(self, today: dt.date | None = None) -> int:
+        """Work out again the bands that may have ended; how many subjects were looked at."""
+        today = today or dt.datetime.now(dt.UTC).date()
+        found = current_version(self.vault.sessions)
+        if found is None:
+            return 0
+        document = found[1].document
+        purpose = (
+            next(
+                (
+                    key
+                    for key in document.data_categories[DATE_OF_BIRTH].purposes
+                    if document.purposes[key].legal_basis is LegalBasis.LEGAL_OBLIGATION
+                ),
+                None,
+            )
+            if DATE_OF_BIRTH in document.data_categories
+            else None
+        )
+        if purpose is None:
+            log.warning("no legal-obligation purpose may read dates of birth: bands not reassessed")
+            return 0
+        due = self.vault.bands_due(today)
+        for subject_id in due:
+            try:
+                data = self.vault.read(subject_id, purpose, actor=ACTOR)
+            except (SubjectErased, SubjectNotFound):
+                continue
+            births = sorted(
+                (v for v in data.values if v.category == DATE_OF_BIRTH),
+                key=lambda v: v.collected_at,
+            )
+            if not births:
+                continue
+            try:
+                born = read_birth_date(births[-1].value, today)
+            except DateUnreadable:
+                continue
+            band = band_of(age_on(born, today), document.children)
+            until = band_changes_on(born, today, document.children)
+            self.vault.keep_band(subject_id, band, until, actor=ACTOR)
+        return len(due)
+
+
+ACTOR = "pledge children"
+
+__all__ = ["AgeBands", "AgeScreen", "DateUnreadable", "ScreenAnswer", "UnknownCollectionPoint"]

@@ -787,6 +787,38 @@ class Vault:
                 details={"parental_consent": parental_consent_id},
             )
 
+    def bands_due(self, today: dt.date, *, limit: int = 1000) -> list[str]:
+        """Live subjects whose age band may have ended by `today` (minors growing up)."""
+        with self.sessions() as session:
+            return list(
+                session.scalars(
+                    select(Subject.id)
+                    .where(
+                        Subject.shredded_at.is_(None),
+                        Subject.age_band_until.is_not(None),
+                        Subject.age_band_until <= today,
+                    )
+                    .limit(limit)
+                )
+            )
+
+    def keep_band(
+        self, subject_id: str, band: AgeBand, until: dt.date | None, *, actor: str
+    ) -> None:
+        """Record a subject's age band, worked out again from its date of birth; audited."""
+        with self.sessions() as session, session.begin():
+            subject = self._live_subject(session, subject_id)
+            before = subject.age_band
+            subject.age_band = band.value
+            subject.age_band_until = until
+            record(
+                session,
+                actor=actor,
+                action="subject.age_band",
+                subject_id=subject_id,
+                details={"from": before, "to": band.value},
+            )
+
     def state(self, subject_id: str) -> SubjectState:
         """The subject's age band and whether it is frozen; raise if unknown or erased."""
         with self.sessions() as session:

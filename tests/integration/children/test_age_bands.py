@@ -102,3 +102,15 @@ def test_the_decision_matrix_by_age(services: Services, age: int, band: AgeBand)
         grant(services, subject, SALE, Method.FORM_CHECKBOX)
     assert allowed(services, subject, SALE, recipient="affiliates")
     assert allowed(services, subject, ADS) is not minor, "each opt-in is its own"
+
+
+def test_a_teen_becomes_an_adult_when_the_band_runs_out(services: Services) -> None:
+    subject = registered(services, 15)
+    assert allowed(services, subject, SALE, recipient="affiliates") is False
+    today = dt.datetime.now(dt.UTC).date()
+    assert services.age_bands.reassess(today) == 0, "nothing is due yet"
+    in_two_years = today + dt.timedelta(days=2 * 366)
+    assert services.age_bands.reassess(in_two_years) == 1
+    assert services.vault.state(subject).age_band is AgeBand.ADULT
+    assert allowed(services, subject, SALE, recipient="affiliates")
+    assert services.age_bands.reassess(in_two_years) == 0, "an adult is never due again"
