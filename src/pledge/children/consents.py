@@ -623,7 +623,7 @@ class ParentalConsents:
             return
         if self.connected is not None and addresses:
             self.connected.erase({IdentityKind.EMAIL.value: addresses})
-        self.vault.shred(subject_id, actor=ACTOR, reason=reason)
+        self.vault.erase(subject_id, actor=ACTOR, reason=reason)
 
     # --- Parents' rights ----------------------------------------------------------------------
 

@@ -334,20 +334,31 @@ class Fulfilment:
             )
             progress["recipients_notified"] = recipients
         if "vault_erased" not in progress:
-            erased = False
+            erased, kept = False, []
             if view.subject_id is not None:
                 try:
-                    erased = self.vault.shred(
+                    erasure = self.vault.erase(
                         view.subject_id, actor=ACTOR, reason=f"deletion request {view.id}"
                     )
+                    erased = erasure.erased
+                    kept = [
+                        {
+                            "where": document.category_name(item.category),
+                            "rows": item.values,
+                            "reason": item.reason,
+                            "until": item.until.date().isoformat(),
+                        }
+                        for item in erasure.retained
+                    ]
                 except SubjectNotFound:
                     erased = False
-            self.desk.save_progress(view.id, {"vault_erased": erased})
+            self.desk.save_progress(view.id, {"vault_erased": erased, "vault_retained": kept})
             progress["vault_erased"] = erased
+            progress["vault_retained"] = kept
         outcome = {
             "vault_erased": progress["vault_erased"],
             "connected": progress["connected"],
-            "retained": progress["retained"],
+            "retained": [*progress.get("vault_retained", []), *progress["retained"]],
             "recipients_notified": progress["recipients_notified"],
         }
         self.desk.complete(view.id, outcome=outcome, answer=_deletion_answer(outcome, document))
@@ -523,7 +534,11 @@ def _deletion_answer(outcome: Mapping[str, Any], document: PolicyDocument) -> st
                 document.recipients[key].name for key in outcome["recipients_notified"]
             )
             answer += f" We told those who received it from us to delete it too: {names}."
-    kept = [f"- {r['reason']} ({r['rows']} records)" for r in outcome["retained"]]
+    kept = [
+        f"- {r['where']}: {r['reason']} ({r['rows']} records"
+        + (f", kept until {r['until']})" if r.get("until") else ")")
+        for r in outcome["retained"]
+    ]
     if kept:
         answer += (
             "\n\nThe law requires us to keep these records; the personal details in them "

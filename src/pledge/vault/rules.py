@@ -6,6 +6,7 @@ is wrong, so the same checks serve the HTTP API, the CLI and batch collection.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import re
 import unicodedata
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 import phonenumbers
 
-from pledge.policy.document import Channel, PolicyDocument
+from pledge.policy.document import Channel, LegalBasis, PolicyDocument
 
 MAX_VALUE_CHARS = 10_000
 """Longest value a field may hold (a comment of about 1,500 words)."""
@@ -183,3 +184,38 @@ def value_aad(
     """What a sealed value is bound to: it cannot be moved to another subject, collection
     point, category, field or version without failing to decrypt."""
     return f"pledge:value:{subject_id}:{collection_point}:{category}:{field}:{version}".encode()
+
+
+@dataclass(frozen=True)
+class KeptByLaw:
+    """Why a value outlives its subject's erasure, and until when."""
+
+    reason: str
+    until: dt.datetime
+
+
+def kept_by_law(
+    document: PolicyDocument,
+    *,
+    category: str,
+    collection_point: str,
+    field: str,
+    collected_at: dt.datetime,
+) -> KeptByLaw | None:
+    """Whether a value must be kept through an erasure: it was collected for a purpose resting
+    on a legal obligation (the field's stated purposes), and the category keeps it longer for
+    that purpose (`retention.by_purpose`, with its reason: invoices for tax), and that period
+    has not run out. None when it goes with the rest."""
+    point = document.collection_points.get(collection_point)
+    spec = point.fields.get(field) if point else None
+    kind = document.data_categories.get(category)
+    if spec is None or kind is None:
+        return None
+    for purpose in spec.purposes:
+        stated = document.purposes.get(purpose)
+        rule = kind.retention.by_purpose.get(purpose)
+        if stated is None or rule is None or stated.legal_basis is not LegalBasis.LEGAL_OBLIGATION:
+            continue
+        days = rule.period.approximate_days()
+        return KeptByLaw(rule.reason, collected_at + dt.timedelta(days=days))
+    return None

@@ -26,9 +26,11 @@ from pledge.vault.rules import (
     MAX_VALUE_CHARS,
     IdentityInvalid,
     IdentityKind,
+    KeptByLaw,
     Problem,
     Source,
     identities_in,
+    kept_by_law,
     normalize_identity,
     submission_problems,
     value_aad,
@@ -102,6 +104,27 @@ class _SubjectPlan:
     subject_id: str
     created: bool
     digests: list[tuple[IdentityKind, str]]
+
+
+@dataclass(frozen=True)
+class Retained:
+    """Values of one category an erasure kept, why, and until when."""
+
+    category: str
+    reason: str
+    until: dt.datetime
+    values: int
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What an erasure did."""
+
+    erased: bool
+    """False if the subject had been erased before."""
+    kept_as: str | None
+    """The frozen record holding what the law keeps (None: nothing was kept)."""
+    retained: tuple[Retained, ...]
 
 
 @dataclass(frozen=True)
@@ -755,6 +778,130 @@ class Vault:
         log.info("subject %s erased", subject_id)
         return True
 
+    def erase(self, subject_id: str, *, actor: str, reason: str) -> Erasure:
+        """Erase a subject, keeping what the law requires: values collected for a purpose
+        resting on a legal obligation whose category keeps them longer for it (orders and
+        billing addresses for tax) move to a record of their own, frozen, with no identity
+        and a key of its own; then the subject is crypto-shredded. Run again after a crash,
+        it keeps nothing twice."""
+        now = dt.datetime.now(dt.UTC)
+        _, policy = self._policy()
+        with self.sessions() as session:
+            subject = session.get(Subject, subject_id)
+            if subject is None:
+                raise SubjectNotFound(subject_id)
+            already_kept = session.scalar(select(Subject.id).where(Subject.kept_from == subject_id))
+            kept: list[tuple[StoredValue, KeptByLaw]] = []
+            if subject.shredded_at is None and already_kept is None:
+                rows = session.scalars(
+                    select(PersonalValue)
+                    .where(
+                        PersonalValue.subject_id == subject_id,
+                        PersonalValue.superseded_at.is_(None),
+                    )
+                    .order_by(PersonalValue.id)
+                ).all()
+                rules = [
+                    (
+                        row,
+                        kept_by_law(
+                            policy.document,
+                            category=row.category,
+                            collection_point=row.collection_point,
+                            field=row.field,
+                            collected_at=_utc_moment(row.collected_at),
+                        ),
+                    )
+                    for row in rows
+                ]
+                wanted = [
+                    (row, rule) for row, rule in rules if rule is not None and rule.until > now
+                ]
+                if wanted:
+                    data_key = self._data_key(subject_id)
+                    kept = [(self._open(row, data_key), rule) for row, rule in wanted]
+        record_id = already_kept
+        if kept:
+            record_id = self._keep_record(subject_id, kept, actor=actor, now=now)
+        erased = self.shred(subject_id, actor=actor, reason=reason)
+        summary: dict[tuple[str, str], list[dt.datetime]] = {}
+        for value, rule in kept:
+            summary.setdefault((value.category, rule.reason), []).append(rule.until)
+        return Erasure(
+            erased=erased,
+            kept_as=record_id,
+            retained=tuple(
+                Retained(category, why, max(untils), len(untils))
+                for (category, why), untils in sorted(summary.items())
+            ),
+        )
+
+    def _keep_record(
+        self,
+        subject_id: str,
+        kept: Sequence[tuple[StoredValue, KeptByLaw]],
+        *,
+        actor: str,
+        now: dt.datetime,
+    ) -> str:
+        """A frozen record, with no identity, holding the values the law keeps, re-sealed under
+        a key of its own (the erased subject's key is destroyed next)."""
+        record_id = str(uuid.uuid4())
+        key = self.keyring.create_data_key(record_id)
+        try:
+            with self.sessions() as session, session.begin():
+                session.add(
+                    Subject(
+                        id=record_id,
+                        created_at=now,
+                        shredded_at=None,
+                        kept_from=subject_id,
+                        frozen_at=now,
+                    )
+                )
+                session.flush()
+                for value, _rule in kept:
+                    aad = value_aad(
+                        record_id,
+                        value.collection_point,
+                        value.category,
+                        value.field,
+                        value.version,
+                    )
+                    session.add(
+                        PersonalValue(
+                            subject_id=record_id,
+                            category=value.category,
+                            collection_point=value.collection_point,
+                            field=value.field,
+                            source=value.source,
+                            entered_by=value.entered_by,
+                            policy_version_id=value.policy_version_id,
+                            collected_at=value.collected_at,
+                            version=value.version,
+                            replaces_id=None,
+                            superseded_at=None,
+                            sealed=seal(key, value.value, aad),
+                            redacted_sealed=None,
+                            findings=None,
+                        )
+                    )
+                record(
+                    session,
+                    actor=actor,
+                    action="erasure.kept",
+                    subject_id=record_id,
+                    details={
+                        "kept_from": subject_id,
+                        "values": len(kept),
+                        "categories": sorted({v.category for v, _ in kept}),
+                    },
+                )
+        except BaseException:
+            self.keyring.destroy_data_key(record_id)
+            raise
+        return record_id
+
     def freeze(self, subject_id: str, *, actor: str, reason: str) -> bool:
         """Freeze a subject (a child found without a parent's consent): reads only for what the
         law requires, no marketing, no disclosure. False if it was frozen already."""
@@ -922,6 +1069,10 @@ _SUBJECT_STATE = select(Subject.shredded_at, Subject.age_band, Subject.frozen_at
 )
 """Built once: every consent write and decision checks its subject (a statement costs more to
 build than to run)."""
+
+
+def _utc_moment(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def _deleted(session: Session, statement: Delete) -> int:

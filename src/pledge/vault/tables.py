@@ -40,6 +40,9 @@ class Subject(Base):
     purpose: the exact day would give the date of birth away)."""
     parental_consent_id: Mapped[str | None] = mapped_column(String(36))
     """For a child's account: the parent's consent it was opened under."""
+    kept_from: Mapped[str | None] = mapped_column(String(36), index=True)
+    """For a record of values the law keeps through an erasure (tax records): the erased
+    subject they were kept from. Such a record is frozen and has no identities."""
     frozen_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     """A child found without a parent's consent: no reads but those the law asks for, no
     marketing, no disclosure, until a parent consents or the subject is erased."""

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import pytest
 import yaml
+from sqlalchemy import select
 
 from pledge.app import Services
 from pledge.jobs import JobStatus
@@ -32,6 +33,8 @@ from pledge.requests import (
 )
 from pledge.requests.rules import csv_cell, moment_after
 from pledge.runtime import Runtime
+from pledge.vault import IdentityKind, Source, SubjectErased, SubjectFrozen, Submission
+from pledge.vault.tables import Subject
 from tests.conftest import REFERENCE_POLICY, SmtpInbox
 from tests.people import ADDRESS, PHONE, email_index, mail_to
 
@@ -250,3 +253,50 @@ def test_a_webhook_that_redirects_has_not_received_the_notice(
     failing = [job for job in notices if job.status in {JobStatus.RETRYING, JobStatus.FAILED}]
     assert len(failing) == 1
     assert "HTTPError" in (failing[0].last_error or "")
+
+
+def test_a_deletion_keeps_the_orders_the_law_requires_and_says_so(
+    services: Services, inbox: SmtpInbox
+) -> None:
+    (bought,) = services.vault.collect(
+        [
+            Submission(
+                "purchase_order",
+                {
+                    "name": "Ada Lovelace",
+                    "email": ADDRESS,
+                    "shipping_address": "12 St James's Square, London",
+                    "billing_address": "12 St James's Square, London",
+                    "card": "4111 1111 1111 1111",
+                    "order": "Aura Carver frame, 1 x 199.00",
+                },
+                Source.WEB_FORM,
+            )
+        ],
+        actor="tests",
+    )
+    desk = services.requests
+    request_id = desk.submit(intake(RequestKind.DELETION), actor="tests")
+    desk.staff_verify(request_id, actor="staff:grace", note="called back")
+    desk.approve(request_id, actor="staff:grace")
+    services.jobs.drain()
+    view = desk.get(request_id)
+    assert view.status is Status.COMPLETED
+    assert view.outcome is not None
+    kept = {item["where"]: item for item in view.outcome["retained"]}
+    assert set(kept) == {"Orders", "Mailing address"}, kept
+    assert "tax" in kept["Orders"]["reason"]
+    answer = mail_to(inbox, ADDRESS)[-1]
+    assert "Orders are tax records kept for seven years" in answer
+    # The person is erased and cannot be found; the kept record is frozen and unfindable.
+    with pytest.raises(SubjectErased):
+        services.vault.read(bought.subject_id, "essential.service", actor="tests")
+    assert services.vault.resolve(IdentityKind.EMAIL, ADDRESS, actor="tests") is None
+    with services.vault.sessions() as session:
+        record_id = session.scalar(select(Subject.id).where(Subject.kept_from == bought.subject_id))
+    assert record_id is not None
+    with pytest.raises(SubjectFrozen):
+        services.vault.read(record_id, "essential.service.fulfillment", actor="tests")
+    tax = services.vault.read(record_id, "essential.legal_obligation", actor="tests").values
+    assert sorted(v.field for v in tax) == ["billing_address", "order"]
+    assert "4111" not in " ".join(v.value for v in tax), "the card is not a tax record"

@@ -1,4 +1,5 @@
-"""children: subjects' age bands and frozen state; parental consents
+"""children: subjects' age bands and frozen state, records kept through erasures; parental
+consents
 
 Revision ID: 0008
 Revises: 0007
@@ -22,6 +23,8 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("age_band_until", sa.Date(), nullable=True))
         batch_op.add_column(sa.Column("parental_consent_id", sa.String(length=36), nullable=True))
         batch_op.add_column(sa.Column("frozen_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("kept_from", sa.String(length=36), nullable=True))
+        batch_op.create_index(batch_op.f("ix_subjects_kept_from"), ["kept_from"], unique=False)
 
     op.create_table(
         "parental_consents",
@@ -68,6 +71,8 @@ def downgrade() -> None:
 
     op.drop_table("parental_consents")
     with op.batch_alter_table("subjects", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_subjects_kept_from"))
+        batch_op.drop_column("kept_from")
         batch_op.drop_column("frozen_at")
         batch_op.drop_column("parental_consent_id")
         batch_op.drop_column("age_band_until")
