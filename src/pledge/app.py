@@ -14,7 +14,7 @@ from fastapi_offline import FastAPIOffline
 
 from pledge import __version__
 from pledge.apikeys import KeyCache
-from pledge.children import AgeBands, AgeScreen, ParentalConsents
+from pledge.children import EVIDENCE_MAX_BYTES, AgeBands, AgeScreen, ParentalConsents
 from pledge.children import api_routes as children_routes
 from pledge.children import console_routes as children_console
 from pledge.children import page_routes as children_pages
@@ -225,7 +225,14 @@ def create_app(
     app.state.parental_consents = services.parental_consents
     for error, handler in console_exception_handlers().items():
         app.add_exception_handler(error, handler)
-    app.add_middleware(BodyLimit, larger={"/v1/audiences": AUDIENCE_MAX_BYTES})
+    app.add_middleware(
+        BodyLimit,
+        larger={
+            "/v1/audiences": AUDIENCE_MAX_BYTES,
+            # A parent's signed form or ID (5 MB) with the form around it.
+            "/parental-consent/": EVIDENCE_MAX_BYTES + 64 * 1024,
+        },
+    )
     app.add_middleware(AccessLog)
     if settings.banner_origins:
         app.add_middleware(BannerCors, origins=settings.banner_origins)

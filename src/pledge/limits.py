@@ -23,14 +23,31 @@ class BodyLimit:
         self.app = app
         self.default_limit = limit
         self.larger = larger or {}
-        """Paths allowed a larger body (the audience filter), with their own limit."""
+        """Paths allowed a larger body (the audience filter), with their own limit; a key
+        ending in `/` covers every path under it."""
+
+    def _limit_of(self, path: str) -> int:
+        if path in self.larger:
+            return self.larger[path]
+        for prefix, size in self.larger.items():
+            if prefix.endswith("/") and path.startswith(prefix):
+                return size
+        return self.default_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Refuse by Content-Length at once, or count a streamed body as it arrives."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.larger.get(scope["path"], self.default_limit)
+        path = scope["path"]
+        limit = self.larger.get(path) or next(
+            (
+                size
+                for prefix, size in self.larger.items()
+                if prefix.endswith("/") and path.startswith(prefix)
+            ),
+            self.default_limit,
+        )
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await self._refuse(send, limit)

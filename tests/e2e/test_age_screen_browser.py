@@ -84,6 +84,8 @@ def test_the_age_screen_asks_neutrally_refuses_neutrally_and_keeps_a_child_out(
     assert "Sorry, we can't sign you up right now." in again
     assert page.locator("#date_of_birth").count() == 0
     assert counts(pledge) == (0, 0)
+    (kept,) = context.cookies()
+    assert kept["expires"] == block["expires"], "trying again neither lifts nor moves the block"
     context.close()
 
 

@@ -5,11 +5,13 @@ it, the parent's review, download and revocation in the privacy center, and the 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import re
 
 from fastapi.testclient import TestClient
 
 from pledge.app import Services, create_app
+from pledge.policy.ages import AgeBand
 from pledge.runtime import Runtime
 from pledge.vault import IdentityKind, SubjectErased
 from tests.conftest import SmtpInbox, api_headers
@@ -204,3 +206,114 @@ def test_a_payment_service_reports_a_parent_verified_by_a_card_transaction(
     assert "ch_3PzX1" in body["evidence_reference"]
     again = client.post(url, json={"method": "payment_card", "reference": "ch_2"}, headers=adapter)
     assert again.status_code == 422, "a closed consent is not verified twice"
+
+
+def test_a_teen_admitted_at_the_newsletter_is_kept_as_a_teen(
+    client: TestClient, services: Services, runtime: Runtime
+) -> None:
+    collector = api_headers(runtime, "collect")
+    today = dt.datetime.now(dt.UTC).date()
+    fourteen = today.replace(year=today.year - 14, day=1) - dt.timedelta(days=40)
+    screened = client.post(
+        "/v1/age-screen",
+        json={"collection_point": "newsletter", "date_of_birth": fourteen.isoformat()},
+        headers=collector,
+    ).json()
+    assert screened["admitted"]
+    subject = client.post(
+        "/v1/collect",
+        json={
+            "collection_point": "newsletter",
+            "fields": {"email": "teen@example.com"},
+            "age_pass": screened["age_pass"],
+        },
+        headers=collector,
+    ).json()["subject_id"]
+    assert services.vault.state(subject).age_band is AgeBand.TEEN
+    decision = services.consent.decide(
+        subject,
+        "third_party_sharing.affiliate_marketing",
+        ["user.contact.email"],
+        actor="tests",
+        recipient="affiliates",
+    )
+    assert not decision.allowed
+    assert any("13 to 15" in r for r in decision.reasons)
+    forged = screened["age_pass"].replace(".teen.", ".adult.")
+    refused = client.post(
+        "/v1/collect",
+        json={
+            "collection_point": "newsletter",
+            "fields": {"email": "other.teen@example.com"},
+            "age_pass": forged,
+        },
+        headers=collector,
+    )
+    assert refused.status_code == 422, "the band is signed with the pass"
+
+
+def test_a_caller_cannot_claim_a_parents_consent(client: TestClient, runtime: Runtime) -> None:
+    headers = api_headers(runtime, "consent:write")
+    claimed = client.post(
+        "/v1/subjects/00000000-0000-4000-8000-000000000000/consent",
+        json={
+            "purpose": "third_party_sharing.affiliate_marketing",
+            "action": "grant",
+            "method": "parent",
+            "source": "our app",
+            "notice_sha256": "a" * 64,
+        },
+        headers=headers,
+    )
+    assert claimed.status_code == 422
+    assert "parental consent flow" in claimed.text
+
+
+def test_a_parents_signed_form_of_several_megabytes_is_received(
+    client: TestClient, services: Services
+) -> None:
+    consent_id, token = services.parental_consents.ask("registration", PARENT, actor="tests")
+    scan = b"%PDF-1.4 " + b"0" * (3 * 1024 * 1024)
+    sent = client.post(
+        f"/parental-consent/{consent_id}",
+        data={"token": token, "action": "signed_form"},
+        files={"evidence": ("form.pdf", scan, "application/pdf")},
+    )
+    assert sent.status_code == 200, sent.text[:300]
+    assert "our staff are checking" in sent.text
+
+
+def test_a_refused_browser_cannot_post_the_form_past_the_screen(
+    client: TestClient, services: Services
+) -> None:
+    refused = client.post("/sign-up/registration/age", data={"date_of_birth": "2016-08-14"})
+    assert "pledge_age" in refused.headers["set-cookie"]
+    past = client.post(
+        "/sign-up/registration",
+        data={
+            "name": "Grown Up",
+            "email": "grown@example.com",
+            "password": "pw-123456789",
+            "date_of_birth": "1980-01-01",
+        },
+    )
+    assert "permission of a parent or guardian" in past.text
+    assert services.vault.resolve(IdentityKind.EMAIL, "grown@example.com", actor="t") is None
+
+
+def test_a_childs_date_posted_straight_to_the_form_blocks_the_browser(
+    client: TestClient, services: Services
+) -> None:
+    child = client.post(
+        "/sign-up/registration",
+        data={
+            "name": "Kid",
+            "email": "kid.direct@example.com",
+            "password": "pw-123456789",
+            "date_of_birth": "2017-02-02",
+        },
+    )
+    assert "sign you up right now" in child.text
+    assert "pledge_age" in child.headers["set-cookie"]
+    assert "Max-Age=" in child.headers["set-cookie"]
+    assert services.vault.resolve(IdentityKind.EMAIL, "kid.direct@example.com", actor="t") is None

@@ -2,10 +2,12 @@
 
 from pledge.children.consents import (
     CHILD_ACCOUNT,
+    EVIDENCE_MAX_BYTES,
     ConsentNotFound,
     ConsentRefusedHere,
     ConsentView,
     ParentalConsents,
+    TooManyAsks,
 )
 from pledge.children.console import pages as console_routes
 from pledge.children.pages import pages as page_routes
@@ -15,6 +17,7 @@ from pledge.children.service import AgeBands, AgeScreen, ScreenAnswer, UnknownCo
 
 __all__ = [
     "CHILD_ACCOUNT",
+    "EVIDENCE_MAX_BYTES",
     "RETRY_COOKIE",
     "AgeBand",
     "AgeBands",
@@ -25,6 +28,7 @@ __all__ = [
     "ParentalConsents",
     "ScreenAnswer",
     "Screened",
+    "TooManyAsks",
     "UnknownCollectionPoint",
     "api_routes",
     "console_routes",

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from pledge.audit import record
@@ -51,6 +51,8 @@ CHILD_ACCOUNT = "essential.service.child_account"
 EVIDENCE_MAX_BYTES = 5 * 1024 * 1024
 EVIDENCE_TYPES = frozenset({"application/pdf", "image/jpeg", "image/png"})
 OPEN = ("pending", "in_review")
+ASKS_PER_DAY = 3
+"""Requests for consent one parent's address gets in a day: the form cannot flood a mailbox."""
 VERIFIED_ELSEWHERE = frozenset(
     {ParentalConsentMethod.PAYMENT_CARD, ParentalConsentMethod.KNOWLEDGE_BASED}
 )
@@ -59,6 +61,10 @@ VERIFIED_ELSEWHERE = frozenset(
 
 class ConsentNotFound(LookupError):
     """No consent has this ID and token (or it is closed)."""
+
+
+class TooManyAsks(ValueError):
+    """This parent was asked too often today: nothing more is sent to them."""
 
 
 class ConsentRefusedHere(ValueError):
@@ -124,10 +130,22 @@ class ParentalConsents:
         a link. Returns the consent's ID and the link's token. Raises `IdentityInvalid`."""
         document = self._policy()
         normalized = normalize_identity(IdentityKind.EMAIL, parent_email)
+        parent_index = self.keyring.blind_index(IdentityKind.EMAIL.value, normalized)
         consent_id = str(uuid.uuid4())
         token = secrets.token_urlsafe(32)
         now = _now()
         window = document.children.parental_consent_window
+        with self.sessions() as session:
+            asked_today = session.scalar(
+                select(func.count())
+                .select_from(ParentalConsent)
+                .where(
+                    ParentalConsent.parent_index == parent_index,
+                    ParentalConsent.created_at > now - dt.timedelta(days=1),
+                )
+            )
+        if (asked_today or 0) >= ASKS_PER_DAY:
+            raise TooManyAsks(consent_id)
         key = self.keyring.create_data_key(consent_id)
         with self.sessions() as session, session.begin():
             row = ParentalConsent(
@@ -136,7 +154,7 @@ class ParentalConsents:
                 collection_point=collection_point,
                 status="pending",
                 parent_sealed=seal(key, parent_email.strip(), _aad(consent_id, "parent")),
-                parent_index=self.keyring.blind_index(IdentityKind.EMAIL.value, normalized),
+                parent_index=parent_index,
                 token_sha256=_sha256(token),
                 child_subject_id=child_subject_id,
                 third_party_asked=third_party,
@@ -347,6 +365,8 @@ class ParentalConsents:
             raise ConsentRefusedHere("send one file of at most 5 MB")
         if media_type not in EVIDENCE_TYPES:
             raise ConsentRefusedHere("send a PDF, JPEG or PNG file")
+        with self.sessions() as session:
+            self._open(self._by_token(session, consent_id, token))
         evidence_key_id = str(uuid.uuid4())
         key = self.keyring.create_data_key(evidence_key_id)
         with self.sessions() as session, session.begin():
@@ -427,10 +447,10 @@ class ParentalConsents:
                     )
                 )
             else:
-                row.status = "refused"
+                # The parent may try again, by any method, until the window ends.
+                row.status = "pending"
+                row.method = None
                 row.evidence_reference = reference_text
-                row.decided_at = _now()
-                row.decided_by = actor
                 record(
                     session,
                     actor=actor,
@@ -444,8 +464,10 @@ class ParentalConsents:
                         to=self._parent(row),
                         subject_line="We could not accept your consent",
                         text=(
-                            "We could not verify the consent you sent. Reply to this message or "
-                            f"write to {document.organization.privacy_email} to try again."
+                            "We could not verify the consent you sent. You can try again, by any "
+                            "method, from the link in our first message until "
+                            f"{_utc(row.expires_at):%Y-%m-%d}, or write to "
+                            f"{document.organization.privacy_email}."
                         ),
                     )
                 ]
@@ -520,12 +542,22 @@ class ParentalConsents:
         return self.vault.parental_pass(consent_id, view.collection_point)
 
     def account_opened(self, consent_id: str, subject_id: str) -> None:
-        """Link the child's new subject to the consent, and record the consent in the ledger."""
+        """Link the child's new subject (which the vault opened under this consent's pass) to
+        the consent, and record the consent in the ledger. If the consent was revoked (or used)
+        meanwhile, the new subject is erased at once and `ConsentNotFound` raised."""
         with self.sessions() as session, session.begin():
             row = session.get(ParentalConsent, consent_id, with_for_update=True)
-            if row is None or row.status != "consented":
-                raise ConsentNotFound(consent_id)
-            row.child_subject_id = subject_id
+            usable = (
+                row is not None
+                and row.status == "consented"
+                and row.reason == "sign_up"
+                and row.child_subject_id is None
+            )
+            if usable and row is not None:
+                row.child_subject_id = subject_id
+        if not usable:
+            self.erase_child(subject_id, reason=f"opened under an unusable consent {consent_id}")
+            raise ConsentNotFound(consent_id)
         self._record_in_ledger(subject_id, self._view_of(consent_id))
 
     # --- A child found later ------------------------------------------------------------------
@@ -536,7 +568,11 @@ class ParentalConsents:
         """A subject turns out to be a child: frozen at once, erased when the window ends
         unless a parent consents. With the parent's address, the parent is asked (without it,
         erasure follows at the window's end). Returns the consent's ID."""
+        if parent_email is not None:
+            normalize_identity(IdentityKind.EMAIL, parent_email)  # refused before anything
+        self.vault.state(subject_id)  # raises for an unknown or erased subject
         self.vault.freeze(subject_id, actor=actor, reason=reason)
+        self._supersede_open(subject_id, actor=actor)
         document = self._policy()
         if parent_email is not None:
             consent_id, _ = self.ask(
@@ -572,33 +608,90 @@ class ParentalConsents:
             )
         return consent_id
 
+    def _supersede_open(self, subject_id: str, *, actor: str) -> None:
+        """A child flagged again: the consents still open for them give way to the new one."""
+        with self.sessions() as session, session.begin():
+            rows = session.scalars(
+                select(ParentalConsent).where(
+                    ParentalConsent.child_subject_id == subject_id,
+                    ParentalConsent.status == "pending",
+                )
+            ).all()
+            for row in rows:
+                row.status = "superseded"
+                row.decided_at = _now()
+                row.decided_by = actor
+        for row in rows:
+            self._forget_contact(row.id, row.evidence_key_id)
+
     def close_expired(self, now: dt.datetime | None = None) -> int:
         """The window chore: consents not given in time are closed; the parent's address (and
         any evidence) destroyed with their keys, and a child found earlier erased. How many."""
         now = now or _now()
         with self.sessions() as session:
+            # Evidence waiting for staff holds the window open: the parent did their part.
             due = session.scalars(
                 select(ParentalConsent.id).where(
-                    ParentalConsent.status.in_(OPEN), ParentalConsent.expires_at <= now
+                    ParentalConsent.status == "pending", ParentalConsent.expires_at <= now
                 )
             ).all()
         for consent_id in due:
             self._expire(consent_id)
+        self._finish_erasures()
         return len(due)
 
-    def _expire(self, consent_id: str) -> None:
+    def _finish_erasures(self) -> None:
+        """Erase the children of closed consents whose erasure did not finish (a crash, a
+        connected database out of reach): the chore runs again until it does."""
+        with self.sessions() as session:
+            rows = session.execute(
+                select(ParentalConsent.id, ParentalConsent.child_subject_id).where(
+                    ParentalConsent.status.in_(("expired", "revoked")),
+                    ParentalConsent.child_subject_id.is_not(None),
+                    ParentalConsent.child_erased.is_(False),
+                )
+            ).all()
+        for consent_id, child in rows:
+            if child is not None:
+                self._erase_for(consent_id, child)
+
+    def _erase_for(self, consent_id: str, child: str) -> None:
+        """Erase a consent's child unless another consent for them stands; mark it done."""
+        with self.sessions() as session:
+            standing = session.scalar(
+                select(ParentalConsent.id).where(
+                    ParentalConsent.child_subject_id == child,
+                    ParentalConsent.status == "consented",
+                )
+            )
+        if standing is None:
+            self.erase_child(child, reason=f"no parental consent ({consent_id})")
         with self.sessions() as session, session.begin():
             row = session.get(ParentalConsent, consent_id, with_for_update=True)
-            if row is None or row.status not in OPEN:
+            if row is not None:
+                row.child_erased = True
+
+    def _expire(self, consent_id: str) -> None:
+        job_ids: list[str] = []
+        with self.sessions() as session, session.begin():
+            row = session.get(ParentalConsent, consent_id, with_for_update=True)
+            if row is None or row.status != "pending":
                 return
             child = row.child_subject_id if row.reason == "discovered" else None
             evidence_key = row.evidence_key_id
+            if row.parent_sealed is not None:
+                job_ids.append(
+                    self.mailer.queue_transactional(
+                        session,
+                        to=self._parent(row),
+                        subject_line="We did not receive your consent",
+                        text=(
+                            "We did not receive your consent in time, so we deleted your "
+                            "address" + (" and erased your child's account." if child else ".")
+                        ),
+                    )
+                )
             row.status = "expired"
-            row.parent_sealed = None
-            row.parent_index = None
-            row.token_sha256 = None
-            row.evidence_sealed = None
-            row.evidence_key_id = None
             row.decided_at = _now()
             row.decided_by = ACTOR
             record(
@@ -608,9 +701,25 @@ class ParentalConsents:
                 subject_id=child,
                 details={"consent": row.id, "child_erased": child is not None},
             )
-        self.keyring.destroy_data_keys([k for k in (consent_id, evidence_key) if k])
+        self.jobs.dispatch(job_ids)
+        # The message holds the address under a key of its own: this consent's goes now.
+        self._forget_contact(consent_id, evidence_key)
         if child is not None:
-            self.erase_child(child, reason=f"no parental consent ({consent_id})")
+            self._erase_for(consent_id, child)
+
+    def _forget_contact(self, consent_id: str, evidence_key: str | None) -> None:
+        """Destroy the parent's address, the link and any evidence, with their keys."""
+        with self.sessions() as session, session.begin():
+            row = session.get(ParentalConsent, consent_id, with_for_update=True)
+            if row is not None:
+                row.parent_sealed = None
+                row.token_sha256 = None
+                row.evidence_sealed = None
+                row.evidence_key_id = None
+                row.evidence_type = None
+                if row.status in {"expired", "superseded"}:
+                    row.parent_index = None
+        self.keyring.destroy_data_keys([k for k in (consent_id, evidence_key) if k])
 
     def erase_child(self, subject_id: str, *, reason: str) -> None:
         """Erase a child's data: the connected databases (by the addresses the subject held),
@@ -644,6 +753,7 @@ class ParentalConsents:
             if row is None or row.parent_index != parent_index:
                 raise ConsentNotFound(consent_id)
             child = row.child_subject_id
+            evidence_key = row.evidence_key_id
             row.status = "revoked"
             row.decided_at = _now()
             row.decided_by = "parent"
@@ -654,8 +764,9 @@ class ParentalConsents:
                 subject_id=child,
                 details={"consent": row.id},
             )
+        self._forget_contact(consent_id, evidence_key)
         if child is not None:
-            self.erase_child(child, reason=f"parental consent {consent_id} revoked")
+            self._erase_for(consent_id, child)
 
     def revoke_by_token(self, consent_id: str, token: str) -> None:
         """A parent withdraws consent from the link mailed to them."""
@@ -687,7 +798,10 @@ class ParentalConsents:
                         ParentalConsent.child_subject_id.is_not(None),
                     )
                 )
-                .order_by(ParentalConsent.status.desc(), ParentalConsent.expires_at)
+                .order_by(
+                    case((ParentalConsent.status == "in_review", 0), else_=1),
+                    ParentalConsent.expires_at,
+                )
                 .limit(500)
             ).all()
             return [_view(row) for row in rows]

@@ -22,10 +22,11 @@ from pledge.children.consents import (
     ConsentNotFound,
     ConsentRefusedHere,
     ParentalConsents,
+    TooManyAsks,
 )
 from pledge.children.rules import RETRY_COOKIE, Screened, retry_blocked
 from pledge.children.service import AgeScreen, DateUnreadable
-from pledge.consent import Action, ChoiceToRecord, ConsentLedger, Method
+from pledge.consent import Action, ChoiceToRecord, ConsentLedger, ConsentRefused, Method
 from pledge.mail.rules import notice_sha256
 from pledge.policy.document import LegalBasis, ParentalConsentMethod, PolicyDocument
 from pledge.vault import (
@@ -271,6 +272,8 @@ def sign_up_parent(request: Request, point: str, form: SignUpForm) -> HTMLRespon
     try:
         normalize_identity(IdentityKind.EMAIL, email if isinstance(email, str) else "")
         consents.ask(point, str(email)[:320], actor="sign-up page")
+    except TooManyAsks:
+        pass  # the same answer: the parent was asked enough today
     except IdentityInvalid:
         return _render(
             request,
@@ -289,7 +292,7 @@ def sign_up_submit(request: Request, point: str, form: SignUpForm) -> HTMLRespon
     missing = _point_or_404(request, point)
     if missing is not None:
         return missing
-    _, consents, vault, ledger = _services(request)
+    screen, consents, vault, ledger = _services(request)
     document = _document(request)
     spec = document.collection_points[point]
     values = {
@@ -299,7 +302,13 @@ def sign_up_submit(request: Request, point: str, form: SignUpForm) -> HTMLRespon
     }
     age_pass = _text(form, "age_pass")
     parental = _text(form, "parental_pass")
-    consent_id = _text(form, "consent_id")
+    # The consent is the one the pass proves, never one the form names.
+    consent_id = vault.parental_consent_of(parental, point) if parental else None
+    blocked = retry_blocked(
+        screen.secret, request.cookies.get(RETRY_COOKIE), dt.datetime.now(dt.UTC)
+    )
+    if spec.age_screen and blocked and consent_id is None:
+        return _first_step(request, point, screen)
     try:
         (result,) = vault.collect(
             [
@@ -314,22 +323,27 @@ def sign_up_submit(request: Request, point: str, form: SignUpForm) -> HTMLRespon
             actor="sign-up page",
         )
     except ChildRefused:
-        return _refused(request, None, None)
+        token, until = screen.block(document, dt.datetime.now(dt.UTC))
+        return _refused(request, token, until)
     except (CollectionRefused, IdentityInvalid) as refused:
         return _fields_page(
             request,
             point,
             age_pass=age_pass,
             parental_pass=parental,
-            consent_id=consent_id,
+            consent_id=consent_id or "",
             error=f"Please check the form: {refused}",
             code=422,
         )
-    if parental and consent_id:
-        consents.account_opened(consent_id, result.subject_id)
+    if consent_id is not None:
+        try:
+            consents.account_opened(consent_id, result.subject_id)
+        except ConsentNotFound:
+            return _refused(request, None, None)
     else:
         ticked = {p for p in _consent_purposes(document, point) if form.get(f"opt_in:{p}") == "yes"}
-        ledger.record(
+        _record_opt_ins(
+            ledger,
             [
                 ChoiceToRecord(
                     result.subject_id,
@@ -341,9 +355,17 @@ def sign_up_submit(request: Request, point: str, form: SignUpForm) -> HTMLRespon
                 )
                 for purpose in sorted(ticked)
             ],
-            actor="sign-up page",
         )
     return _render(request, "signup_done.html.j2")
+
+
+def _record_opt_ins(ledger: ConsentLedger, choices: list[ChoiceToRecord]) -> None:
+    """Record the boxes ticked; a person whose choices cannot be recorded now (a child found
+    earlier, frozen) keeps none, and is told nothing more than that they signed up."""
+    try:
+        ledger.record(choices, actor="sign-up page")
+    except ConsentRefused:
+        return
 
 
 def _text(form: FormData, name: str) -> str:
@@ -358,6 +380,13 @@ def _text(form: FormData, name: str) -> str:
 def parent_page(request: Request, consent_id: str, token: str = "") -> HTMLResponse:
     """What the parent is asked, the methods the policy accepts, and where things stand."""
     return _parent_page(request, consent_id[:36], token[:64])
+
+
+def _collected_names(document: PolicyDocument, point: str) -> list[str]:
+    found = document.collection_points.get(point)
+    if found is None:
+        return []
+    return sorted({document.category_name(f.category) for f in found.fields.values()})
 
 
 def _parent_page(
@@ -392,7 +421,7 @@ def _parent_page(
         token=token,
         methods=methods,
         adapters=adapters,
-        point=document.collection_points.get(view.collection_point),
+        collected=_collected_names(document, view.collection_point),
         sign_up_link=(
             f"/sign-up/{view.collection_point}?consent={view.id}&token={token}"
             if view.status == "consented" and view.reason == "sign_up" and not view.child_subject_id
@@ -407,19 +436,22 @@ async def parent_answer(request: Request, consent_id: str) -> HTMLResponse:
     """The parent's answer: consent from this page ("e-mail plus"), a signed form or an ID to
     check, or a revocation."""
     form = await request.form(max_fields=10, max_part_size=EVIDENCE_MAX_BYTES + 1024)
-    upload = form.get("evidence")
-    content, media_type = b"", ""
-    if isinstance(upload, UploadFile):
-        content = await upload.read(EVIDENCE_MAX_BYTES + 1)
-        media_type = upload.content_type or ""
-    answer = _ParentAnswer(
-        consent_id[:36],
-        _text(form, "token")[:64],
-        str(form.get("action") or ""),
-        third_party=form.get("third_party") == "yes",
-        content=content,
-        media_type=media_type,
-    )
+    try:
+        upload = form.get("evidence")
+        content, media_type = b"", ""
+        if isinstance(upload, UploadFile):
+            content = await upload.read(EVIDENCE_MAX_BYTES + 1)
+            media_type = upload.content_type or ""
+        answer = _ParentAnswer(
+            consent_id[:36],
+            _text(form, "token")[:64],
+            str(form.get("action") or ""),
+            third_party=form.get("third_party") == "yes",
+            content=content,
+            media_type=media_type,
+        )
+    finally:
+        await form.close()  # a large file waits in a temporary file: gone now
     return await run_in_threadpool(_answer, request, answer)
 
 

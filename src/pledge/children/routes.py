@@ -14,6 +14,7 @@ from pledge.children.consents import (
     ConsentRefusedHere,
     ConsentView,
     ParentalConsents,
+    TooManyAsks,
 )
 from pledge.children.rules import RETRY_COOKIE, Screened
 from pledge.children.service import AgeScreen, DateUnreadable, UnknownCollectionPoint
@@ -200,6 +201,11 @@ def ask_parent(
         )
     except IdentityInvalid as invalid:
         raise _email_refused(invalid) from None
+    except TooManyAsks:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail="this parent was asked enough today: try again tomorrow",
+        ) from None
     return _out(consents.view_for_staff(consent_id))
 
 

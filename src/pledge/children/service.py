@@ -26,6 +26,7 @@ from pledge.policy import current_version
 from pledge.policy.document import LegalBasis, PolicyDocument
 from pledge.vault import SubjectErased, SubjectNotFound, Vault
 from pledge.vault.rules import DATE_OF_BIRTH
+from pledge.vault.screening import business_day
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +76,25 @@ class AgeScreen:
                 if children.child_accounts == "with_parental_consent"
                 else Screened.REFUSED
             )
-            return ScreenAnswer(refused, None, retry_cookie, None)
-        born = read_birth_date(date_of_birth, now.date())
-        outcome = screen(born, now.date(), children)
+            # The cookie stays as it is: its expiry is the first refusal's.
+            return ScreenAnswer(refused, None, None, None)
+        today = business_day(document, now)
+        born = read_birth_date(date_of_birth, today)
+        outcome = screen(born, today, children)
         if outcome is Screened.ADMITTED:
-            return ScreenAnswer(outcome, self.vault.age_pass(collection_point), None, None)
-        block = children.retry_block
-        until = now + dt.timedelta(days=block.approximate_days())
-        return ScreenAnswer(outcome, None, retry_token(self.secret, until), until)
+            age_pass = self.vault.age_pass(
+                collection_point,
+                band=band_of(age_on(born, today), children),
+                band_until=band_changes_on(born, today, children),
+            )
+            return ScreenAnswer(outcome, age_pass, None, None)
+        token, until = self.block(document, now)
+        return ScreenAnswer(outcome, None, token, until)
+
+    def block(self, document: PolicyDocument, now: dt.datetime) -> tuple[str, dt.datetime]:
+        """A new retry block for a refused browser: the cookie's value and its end."""
+        until = now + dt.timedelta(days=document.children.retry_block.approximate_days())
+        return retry_token(self.secret, until), until
 
 
 class AgeBands:
@@ -122,16 +134,18 @@ class AgeBands:
                 data = self.vault.read(subject_id, purpose, actor=ACTOR)
             except (SubjectErased, SubjectNotFound):
                 continue
-            births = sorted(
-                (v for v in data.values if v.category == DATE_OF_BIRTH),
-                key=lambda v: v.collected_at,
-            )
+            births = []
+            for value in data.values:
+                if value.category == DATE_OF_BIRTH:
+                    try:
+                        births.append(read_birth_date(value.value, today))
+                    except DateUnreadable:
+                        continue
             if not births:
+                # Nothing readable: the band stays as it is (the stricter) and is not due again.
+                self.vault.keep_band(subject_id, None, None, actor=ACTOR)
                 continue
-            try:
-                born = read_birth_date(births[-1].value, today)
-            except DateUnreadable:
-                continue
+            born = max(births)  # the youngest date given: anyone can type an older one
             band = band_of(age_on(born, today), document.children)
             until = band_changes_on(born, today, document.children)
             self.vault.keep_band(subject_id, band, until, actor=ACTOR)

@@ -26,13 +26,15 @@ class ParentalConsent(Base):
     """`sign_up` (a child signing up) or `discovered` (a child found among the subjects)."""
     collection_point: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(20), index=True)
-    """`pending`, `in_review`, `consented`, `refused`, `expired`, `revoked`."""
+    """`pending`, `in_review`, `consented`, `expired`, `revoked`, `superseded`."""
     parent_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     """The parent's e-mail address, sealed; None once forgotten."""
     parent_index: Mapped[str | None] = mapped_column(String(64), index=True)
     token_sha256: Mapped[str | None] = mapped_column(String(64))
     """The parent's link; the token itself is only in the notice mailed to them."""
     child_subject_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    child_erased: Mapped[bool] = mapped_column(Boolean, default=False)
+    """The child's data was erased after this consent closed (expired or revoked)."""
     third_party_asked: Mapped[bool] = mapped_column(Boolean)
     """Whether disclosure of the child's data to third parties is asked for, separately."""
     third_party_consented: Mapped[bool] = mapped_column(Boolean)

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from pledge.apikeys import Caller, require_scope
@@ -61,6 +61,17 @@ class ChoiceIn(BaseModel):
     """SHA-256 (hex) of the notice text the person saw when choosing."""
     expires_at: AwareDatetime | None = None
     prompted_by_pledge: bool = False
+
+    @field_validator("method")
+    @classmethod
+    def _no_parent_here(cls, method: Method) -> Method:
+        # A parent's consent stands on a verified parental consent, which only the children
+        # package records (docs/children.md): a caller cannot claim one.
+        if method is Method.PARENT:
+            raise ValueError(
+                "a parent's consent is recorded by the parental consent flow, not here"
+            )
+        return method
 
 
 class RecordedOut(BaseModel):

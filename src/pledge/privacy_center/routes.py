@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import FormData
 
+from pledge.consent import ConsentRefused
 from pledge.privacy_center.rules import SESSION_LIFETIME, form_token
 from pledge.privacy_center.service import PreferenceCenter, Visitor
 from pledge.vault.rules import IdentityInvalid
@@ -232,7 +233,11 @@ def save_choices(request: Request, form: ChoicesForm, center: CenterDep) -> Resp
     if visitor.subject_id is not None:
         on = {v for v in form.getlist("on") if isinstance(v, str)}
         wanted = {p: p in on for p in form.getlist("shown") if isinstance(p, str)}
-        changed = center.save(visitor.subject_id, wanted)
+        try:
+            changed = center.save(visitor.subject_id, wanted)
+        except ConsentRefused:
+            # Under 13, or a child found without a parent's consent: only a parent chooses.
+            changed = 0
     return RedirectResponse(
         f"/privacy-center/preferences?saved={changed}", status.HTTP_303_SEE_OTHER
     )

@@ -188,7 +188,18 @@ class StaffDirectory:
                 secret = unseal(self.keyring.data_key(row.id), row.totp_sealed, _aad(row.id))
                 step = totp_step(secret, code.strip(), now, row.last_totp_step)
             if step is None:
-                if locked is not None and locked <= now:
+                if locked is not None and locked > now:
+                    # Tries during a lockout neither count nor prolong it: an attacker cannot
+                    # keep an account (the only admin's) locked forever.
+                    record(
+                        session,
+                        actor=f"staff:{row.username}",
+                        action="staff.login_failed",
+                        details={"locked": True},
+                        now=now,
+                    )
+                    return None
+                if locked is not None:
                     row.failures = 0  # the lockout ran out: a fresh count starts
                 row.failures += 1
                 row.last_failure_at = now

@@ -73,8 +73,6 @@ class CollectIn(Body):
     age_pass: Annotated[str, StringConstraints(strict=True, max_length=200)] | None = None
     """The age screen's pass (`POST /v1/age-screen`), at a point that screens ages and takes
     no date of birth."""
-    parental_pass: Annotated[str, StringConstraints(strict=True, max_length=200)] | None = None
-    """For a child's account: the pass for the parent's consent."""
 
     def submission(self) -> Submission:
         """The domain's view of this body."""
@@ -86,7 +84,6 @@ class CollectIn(Body):
             subject_id=self.subject_id,
             entered_by=self.entered_by,
             age_pass=self.age_pass,
-            parental_pass=self.parental_pass,
         )
 
 
@@ -221,7 +218,9 @@ def answers_for_vault_errors(purpose: str | None = None) -> Iterator[None]:
                     "loc": ["body", "fields"],
                     "msg": "refused by the age screen: nothing was stored"
                     + (
-                        "; a parent's consent can open this account (POST /v1/parental-consents)"
+                        "; a parent's consent can open this account: ask them "
+                        "(POST /v1/parental-consents), and the child finishes on Pledge's "
+                        "sign-up page"
                         if refused.parent_possible
                         else ""
                     ),

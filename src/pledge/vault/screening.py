@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -46,10 +47,26 @@ class Screening:
 NOT_SCREENED = Screening(None, None, None)
 
 
-def issue_age_pass(keyring: Keyring, collection_point: str, now: dt.datetime) -> str:
-    """A pass saying "screened and old enough for `collection_point`", good for an hour."""
+def business_day(document: PolicyDocument, now: dt.datetime) -> dt.date:
+    """Today in the business's time zone (the policy's `requests.timezone`)."""
+    return now.astimezone(zoneinfo.ZoneInfo(document.requests.timezone)).date()
+
+
+def issue_age_pass(
+    keyring: Keyring,
+    collection_point: str,
+    now: dt.datetime,
+    *,
+    band: AgeBand = AgeBand.ADULT,
+    band_until: dt.date | None = None,
+) -> str:
+    """A pass saying "screened and old enough for `collection_point`", good for an hour. It
+    carries the person's age band (a 13-year-old is admitted, but is not an adult) and when
+    that band ends, coarse (a month), never the date of birth."""
     until = str(int((now + PASS_LIFETIME).timestamp()))
-    return f"{until}.{_mac(keyring, 'age', collection_point, until)}"
+    ends = band_until.isoformat() if band_until else "-"
+    mac = _mac(keyring, "age", collection_point, until, band.value, ends)
+    return f"{until}.{band.value}.{ends}.{mac}"
 
 
 def issue_parental_pass(
@@ -65,16 +82,50 @@ def _mac(keyring: Keyring, *parts: str) -> str:
     return keyring.blind_index("screen-pass", "|".join(parts))
 
 
-def age_pass_valid(keyring: Keyring, token: str | None, point: str, now: dt.datetime) -> bool:
-    """Whether `token` is a live age pass for `point`."""
-    if not token or len(token) > 200 or token.count(".") != 1:
-        return False
-    until, mac = token.split(".")
-    return (
+def _screen_birth_date(
+    document: PolicyDocument,
+    point_key: str,
+    typed: str,
+    *,
+    field: str,
+    consent_id: str | None,
+    today: dt.date,
+) -> tuple[Screening, list[Problem]]:
+    children = document.children
+    try:
+        born = read_date(typed, today)
+    except DateUnreadable as unreadable:
+        return NOT_SCREENED, [Problem(("fields", field), str(unreadable))]
+    band = band_of(age_on(born, today), children)
+    until = band_changes_on(born, today, children)
+    if consent_id is not None:
+        return Screening(AgeBand.CHILD, until, consent_id), []
+    if band is AgeBand.CHILD:
+        raise ChildRefused(
+            point_key, parent_possible=children.child_accounts == "with_parental_consent"
+        )
+    return Screening(band, until, None), []
+
+
+def age_pass_of(
+    keyring: Keyring, token: str | None, point: str, now: dt.datetime
+) -> Screening | None:
+    """The band a live age pass for `point` carries, or None for anything else."""
+    if not token or len(token) > 200 or token.count(".") != 3:
+        return None
+    until, band, ends, mac = token.split(".")
+    if not (
         until.isdigit()
         and int(until) > now.timestamp()
-        and hmac.compare_digest(_mac(keyring, "age", point, until), mac)
-    )
+        and band in {AgeBand.TEEN.value, AgeBand.ADULT.value}
+        and hmac.compare_digest(_mac(keyring, "age", point, until, band, ends), mac)
+    ):
+        return None
+    try:
+        band_until = None if ends == "-" else dt.date.fromisoformat(ends)
+    except ValueError:
+        return None
+    return Screening(AgeBand(band), band_until, None)
 
 
 def parental_consent_of(
@@ -104,32 +155,33 @@ def screen_submission(
 ) -> tuple[Screening, list[Problem]]:
     """Screen one submission; raise `ChildRefused` for a child no parent consented for.
 
-    A date of birth in the submission is screened whatever the point (its band is kept); a
-    point marked `age_screen` without one needs a live age pass or a parental pass."""
+    A date of birth in the submission is screened whatever the point (its band is kept), and
+    one under the minimum age is refused anywhere without a parent's pass; a point marked
+    `age_screen` without one needs a live age pass or a parental pass. Under a parent's pass
+    the person is a child whatever date is typed (a child cannot make themselves older).
+    Days are counted in the business's time zone, as everywhere else."""
     point = document.collection_points[point_key]
-    children = document.children
-    today = now.date()
+    today = business_day(document, now)
     consent_id = parental_consent_of(keyring, parental_pass, point_key, now)
     born_field = next(
         (name for name, spec in point.fields.items() if spec.category == DATE_OF_BIRTH), None
     )
     if born_field is not None and fields.get(born_field):
-        try:
-            born = read_date(fields[born_field], today)
-        except DateUnreadable as unreadable:
-            return NOT_SCREENED, [Problem(("fields", born_field), str(unreadable))]
-        band = band_of(age_on(born, today), children)
-        if band is AgeBand.CHILD and consent_id is None and point.age_screen:
-            raise ChildRefused(
-                point_key, parent_possible=children.child_accounts == "with_parental_consent"
-            )
-        return Screening(band, band_changes_on(born, today, children), consent_id), []
+        return _screen_birth_date(
+            document,
+            point_key,
+            fields[born_field],
+            field=born_field,
+            consent_id=consent_id,
+            today=today,
+        )
     if not point.age_screen:
         return NOT_SCREENED, []
     if consent_id is not None:
         return Screening(AgeBand.CHILD, None, consent_id), []
-    if age_pass_valid(keyring, age_pass, point_key, now):
-        return NOT_SCREENED, []
+    passed = age_pass_of(keyring, age_pass, point_key, now)
+    if passed is not None:
+        return passed, []
     return NOT_SCREENED, [
         Problem(
             ("age_pass",),

@@ -39,6 +39,7 @@ from pledge.vault.screening import (
     Screening,
     issue_age_pass,
     issue_parental_pass,
+    parental_consent_of,
     screen_submission,
 )
 from pledge.vault.sealing import seal, unseal
@@ -221,9 +222,26 @@ class Vault:
             raise CollectionRefused(problems)
         return screenings
 
-    def age_pass(self, collection_point: str) -> str:
-        """A pass for `collection_point`, as the age screen gives an admitted person."""
-        return issue_age_pass(self.keyring, collection_point, dt.datetime.now(dt.UTC))
+    def age_pass(
+        self,
+        collection_point: str,
+        *,
+        band: AgeBand = AgeBand.ADULT,
+        band_until: dt.date | None = None,
+    ) -> str:
+        """A pass for `collection_point`, as the age screen gives an admitted person (with
+        their age band, never their date of birth)."""
+        return issue_age_pass(
+            self.keyring,
+            collection_point,
+            dt.datetime.now(dt.UTC),
+            band=band,
+            band_until=band_until,
+        )
+
+    def parental_consent_of(self, token: str, collection_point: str) -> str | None:
+        """The consent a live parental pass for `collection_point` carries, or None."""
+        return parental_consent_of(self.keyring, token, collection_point, dt.datetime.now(dt.UTC))
 
     def parental_pass(self, consent_id: str, collection_point: str) -> str:
         """A pass to open a child's account under the parent's consent `consent_id`."""
@@ -315,16 +333,39 @@ class Vault:
         plans: Sequence[_SubjectPlan],
         screenings: Sequence[Screening],
     ) -> None:
-        for plan, screening in zip(plans, screenings, strict=True):
-            if screening.band is None and screening.parental_consent_id is None:
+        """Record each subject's age band, never relaxing one already kept (anyone can type a
+        date at a sign-up: only time makes a minor older, see `AgeBands`); refuse a frozen
+        subject, and a parent's pass used for a subject that exists or used before."""
+        for index, (plan, screening) in enumerate(zip(plans, screenings, strict=True)):
+            subject = session.get(Subject, plan.subject_id)
+            if subject is not None and subject.frozen_at is not None:
+                raise CollectionRefused(
+                    [Problem(("items", index), "this person's data is frozen: nothing is added")]
+                )
+            consent = screening.parental_consent_id
+            if consent is not None:
+                used = session.scalar(
+                    select(Subject.id).where(Subject.parental_consent_id == consent)
+                )
+                if not plan.created or used is not None:
+                    raise CollectionRefused(
+                        [
+                            Problem(
+                                ("parental_pass",),
+                                "a parent's consent opens one new account, once",
+                            )
+                        ]
+                    )
+            if subject is None or (screening.band is None and consent is None):
                 continue
-            values: dict[str, object] = {}
-            if screening.band is not None:
-                values["age_band"] = screening.band.value
-                values["age_band_until"] = screening.band_until
-            if screening.parental_consent_id is not None:
-                values["parental_consent_id"] = screening.parental_consent_id
-            session.execute(update(Subject).where(Subject.id == plan.subject_id).values(values))
+            if screening.band is not None and (
+                subject.age_band is None
+                or _STRICTNESS[screening.band] < _STRICTNESS[AgeBand(subject.age_band)]
+            ):
+                subject.age_band = screening.band.value
+                subject.age_band_until = screening.band_until
+            if consent is not None:
+                subject.parental_consent_id = consent
 
     def _plan_subjects(
         self, session: Session, policy: LoadedPolicy, submissions: Sequence[Submission]
@@ -614,7 +655,8 @@ class Vault:
         version, _ = self._policy()
         now = dt.datetime.now(dt.UTC)
         with self.sessions() as session, session.begin():
-            self._live_subject(session, subject_id)
+            if self._live_subject(session, subject_id).frozen_at is not None:
+                raise SubjectFrozen(subject_id)
             old = session.get(PersonalValue, value_id)
             if old is None or old.subject_id != subject_id or old.superseded_at is not None:
                 raise ValueNotFound(value_id)
@@ -911,6 +953,7 @@ class Vault:
                 return False
             subject.frozen_at = dt.datetime.now(dt.UTC)
             subject.age_band = AgeBand.CHILD.value
+            subject.age_band_until = None  # a child found later stays a child here
             record(
                 session,
                 actor=actor,
@@ -942,6 +985,7 @@ class Vault:
                     select(Subject.id)
                     .where(
                         Subject.shredded_at.is_(None),
+                        Subject.frozen_at.is_(None),
                         Subject.age_band_until.is_not(None),
                         Subject.age_band_until <= today,
                     )
@@ -950,20 +994,22 @@ class Vault:
             )
 
     def keep_band(
-        self, subject_id: str, band: AgeBand, until: dt.date | None, *, actor: str
+        self, subject_id: str, band: AgeBand | None, until: dt.date | None, *, actor: str
     ) -> None:
-        """Record a subject's age band, worked out again from its date of birth; audited."""
+        """Record a subject's age band, worked out again from its date of birth (None: keep the
+        band, and stop working it out); audited."""
         with self.sessions() as session, session.begin():
             subject = self._live_subject(session, subject_id)
             before = subject.age_band
-            subject.age_band = band.value
+            if band is not None:
+                subject.age_band = band.value
             subject.age_band_until = until
             record(
                 session,
                 actor=actor,
                 action="subject.age_band",
                 subject_id=subject_id,
-                details={"from": before, "to": band.value},
+                details={"from": before, "to": subject.age_band},
             )
 
     def state(self, subject_id: str) -> SubjectState:
@@ -1069,6 +1115,9 @@ _SUBJECT_STATE = select(Subject.shredded_at, Subject.age_band, Subject.frozen_at
 )
 """Built once: every consent write and decision checks its subject (a statement costs more to
 build than to run)."""
+
+
+_STRICTNESS = {AgeBand.CHILD: 0, AgeBand.TEEN: 1, AgeBand.ADULT: 2}
 
 
 def _utc_moment(moment: dt.datetime) -> dt.datetime:

@@ -38,7 +38,7 @@ class Subject(Base):
     age_band_until: Mapped[dt.date | None] = mapped_column(Date)
     """The first of the month after the band ends, when it is worked out again (coarse on
     purpose: the exact day would give the date of birth away)."""
-    parental_consent_id: Mapped[str | None] = mapped_column(String(36))
+    parental_consent_id: Mapped[str | None] = mapped_column(String(36), index=True, unique=True)
     """For a child's account: the parent's consent it was opened under."""
     kept_from: Mapped[str | None] = mapped_column(String(36), index=True)
     """For a record of values the law keeps through an erasure (tax records): the erased

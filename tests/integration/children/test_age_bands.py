@@ -36,18 +36,26 @@ def registered(services: Services, age: int) -> str:
         "password": "pw-123456789",
         "date_of_birth": born_years_ago(age),
     }
-    parental = services.vault.parental_pass("c0ffee00-0000-4000-8000-000000000012", "registration")
+    parental = None
+    consent_id = None
+    if age < 13:
+        consents = services.parental_consents
+        consent_id, token = consents.ask("registration", "parent@example.com", actor="tests")
+        consents.consent_by_email_plus(consent_id, token, third_party=False)
+        parental = consents.account_pass(consent_id, token)
     (result,) = services.vault.collect(
         [
             Submission(
                 "registration",
                 fields,
                 Source.WEB_FORM,
-                parental_pass=parental if age < 13 else None,
+                parental_pass=parental,
             )
         ],
         actor="tests",
     )
+    if consent_id is not None:
+        services.parental_consents.account_opened(consent_id, result.subject_id)
     return result.subject_id
 
 
@@ -95,11 +103,13 @@ def test_the_decision_matrix_by_age(services: Services, age: int, band: AgeBand)
         assert not any(r.startswith("age:") for r in reasons), reasons
 
     if band is AgeBand.CHILD:
+        # A child cannot opt in; their parent consented to the account only, not to third
+        # parties (that case: test_parental_consent.py, the signed form).
         with pytest.raises(ConsentRefused, match="only a parent"):
             grant(services, subject, SALE, Method.FORM_CHECKBOX)
-        grant(services, subject, SALE, Method.PARENT)
-    else:
-        grant(services, subject, SALE, Method.FORM_CHECKBOX)
+        assert not allowed(services, subject, SALE, recipient="affiliates")
+        return
+    grant(services, subject, SALE, Method.FORM_CHECKBOX)
     assert allowed(services, subject, SALE, recipient="affiliates")
     assert allowed(services, subject, ADS) is not minor, "each opt-in is its own"
 

@@ -12,14 +12,16 @@ import pytest
 from sqlalchemy import func, select
 
 from pledge.app import Services
-from pledge.children import CHILD_ACCOUNT, ConsentNotFound, ConsentRefusedHere
+from pledge.children import CHILD_ACCOUNT, ConsentNotFound, ConsentRefusedHere, TooManyAsks
 from pledge.children.tables import ParentalConsent
 from pledge.consent import Method
 from pledge.keyring import SubjectKeyDestroyed
 from pledge.keyring.tables import DataKey
+from pledge.policy.ages import AgeBand
 from pledge.policy.document import ParentalConsentMethod
 from pledge.runtime import Runtime
-from pledge.vault import Source, SubjectErased, SubjectFrozen, Submission
+from pledge.vault import CollectionRefused, Source, SubjectErased, SubjectFrozen, Submission
+from pledge.vault.rules import IdentityInvalid
 from tests.conftest import SmtpInbox
 from tests.people import body, email_index, mail_to, screened
 
@@ -148,8 +150,8 @@ def test_a_signed_form_is_checked_by_staff_then_destroyed_and_third_parties_are_
     assert decision.allowed, decision.reasons
 
 
-def test_a_government_id_that_fails_the_check_is_refused_and_its_image_destroyed(
-    services: Services, runtime: Runtime
+def test_a_government_id_that_fails_the_check_is_destroyed_and_the_parent_may_try_again(
+    services: Services, runtime: Runtime, inbox: SmtpInbox
 ) -> None:
     consents = services.parental_consents
     consent_id, token = consents.ask("registration", PARENT, actor="sign-up page")
@@ -164,11 +166,15 @@ def test_a_government_id_that_fails_the_check_is_refused_and_its_image_destroyed
     refused = consents.review(
         consent_id, approve=False, reference="name does not match", actor="staff:sam"
     )
-    assert refused.status == "refused"
+    assert refused.status == "pending"
     with runtime.sessions() as session:
         row = session.get(ParentalConsent, consent_id)
         assert row is not None
         assert (row.evidence_sealed, row.evidence_key_id) == (None, None)
+    services.jobs.drain()
+    assert "You can try again" in mail_to(inbox, PARENT)[-1]
+    again = consents.consent_by_email_plus(consent_id, token, third_party=False)
+    assert again.status == "consented"
 
 
 def test_after_fourteen_days_without_consent_the_parents_address_is_gone(
@@ -243,7 +249,7 @@ def test_a_child_found_later_whose_parent_consents_is_thawed_with_the_consent_re
     consents.consent_by_email_plus(consent_id, token, third_party=False)
     state = services.vault.state(found.subject_id)
     assert not state.frozen
-    assert state.age_band is not None
+    assert state.age_band is AgeBand.CHILD
     assert [e.purpose for e in services.consent.history(found.subject_id)] == [CHILD_ACCOUNT]
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=15)
     assert consents.close_expired(later) == 0  # consented: nothing to close
@@ -272,3 +278,179 @@ def test_a_parent_revoking_consent_erases_the_childs_data(services: Services) ->
         services.vault.read(child.subject_id, "essential.service", actor="tests")
     with pytest.raises(ConsentNotFound):
         consents.revoke(consent_id, parent_index="0" * 64)
+
+
+def test_a_parents_pass_opens_one_new_account_never_an_existing_one(
+    services: Services,
+) -> None:
+    consents = services.parental_consents
+    services.vault.collect(
+        screened(
+            services.vault,
+            Submission("newsletter", {"email": "victim@example.com"}, Source.WEB_FORM),
+        ),
+        actor="tests",
+    )
+    consent_id, token = consents.ask("registration", PARENT, actor="sign-up page")
+    consents.consent_by_email_plus(consent_id, token, third_party=False)
+    parental = consents.account_pass(consent_id, token)
+    with pytest.raises(CollectionRefused, match="one new account"):
+        services.vault.collect(
+            [
+                Submission(
+                    "registration",
+                    child_fields("victim@example.com"),
+                    Source.WEB_FORM,
+                    parental_pass=parental,
+                )
+            ],
+            actor="attacker",
+        )
+    (child,) = services.vault.collect(
+        [Submission("registration", child_fields(), Source.WEB_FORM, parental_pass=parental)],
+        actor="sign-up page",
+    )
+    consents.account_opened(consent_id, child.subject_id)
+    with pytest.raises(CollectionRefused, match="one new account"):
+        services.vault.collect(
+            [
+                Submission(
+                    "registration",
+                    child_fields("second@example.com"),
+                    Source.WEB_FORM,
+                    parental_pass=parental,
+                )
+            ],
+            actor="sign-up page",
+        )
+
+
+def test_under_a_parents_pass_a_child_stays_a_child_whatever_date_is_typed(
+    services: Services,
+) -> None:
+    consents = services.parental_consents
+    consent_id, token = consents.ask("registration", PARENT, actor="sign-up page")
+    consents.consent_by_email_plus(consent_id, token, third_party=False)
+    older = {**child_fields(), "date_of_birth": "1990-01-01"}
+    (child,) = services.vault.collect(
+        [
+            Submission(
+                "registration",
+                older,
+                Source.WEB_FORM,
+                parental_pass=consents.account_pass(consent_id, token),
+            )
+        ],
+        actor="sign-up page",
+    )
+    assert services.vault.state(child.subject_id).age_band is AgeBand.CHILD
+
+
+def test_flagging_a_child_twice_does_not_erase_them_once_a_parent_consented(
+    services: Services, inbox: SmtpInbox
+) -> None:
+    (found,) = services.vault.collect(
+        screened(
+            services.vault,
+            Submission("newsletter", {"email": "young@example.com"}, Source.WEB_FORM),
+        ),
+        actor="tests",
+    )
+    consents = services.parental_consents
+    first = consents.flag_child(found.subject_id, actor="staff:sam", reason="first report")
+    second = consents.flag_child(
+        found.subject_id, actor="staff:sam", reason="parent known", parent_email=PARENT
+    )
+    assert consents.view_for_staff(first).status == "superseded"
+    services.jobs.drain()
+    consents.consent_by_email_plus(second, token_in(mail_to(inbox, PARENT)[0]), third_party=False)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=15)
+    consents.close_expired(later)
+    assert services.vault.read(found.subject_id, "essential.service", actor="tests")
+
+
+def test_a_bad_parent_address_when_flagging_changes_nothing(services: Services) -> None:
+    (found,) = services.vault.collect(
+        screened(
+            services.vault,
+            Submission("newsletter", {"email": "young@example.com"}, Source.WEB_FORM),
+        ),
+        actor="tests",
+    )
+    with pytest.raises(IdentityInvalid):
+        services.parental_consents.flag_child(
+            found.subject_id, actor="staff:sam", reason="x", parent_email="not an address"
+        )
+    assert not services.vault.state(found.subject_id).frozen
+
+
+def test_revoking_while_evidence_waits_destroys_it(services: Services, runtime: Runtime) -> None:
+    consents = services.parental_consents
+    consent_id, token = consents.ask("registration", PARENT, actor="sign-up page")
+    consents.submit_evidence(
+        consent_id,
+        token,
+        method=ParentalConsentMethod.GOVERNMENT_ID,
+        content=b"\x89PNG an ID",
+        media_type="image/png",
+        third_party=False,
+    )
+    with runtime.sessions() as session:
+        row = session.get(ParentalConsent, consent_id)
+        assert row is not None
+        evidence_key = row.evidence_key_id
+    consents.revoke_by_token(consent_id, token)
+    with pytest.raises(ConsentNotFound):
+        consents.evidence(consent_id, actor="staff:sam")
+    assert evidence_key is not None
+    with pytest.raises(SubjectKeyDestroyed):
+        runtime.keyring.data_key(evidence_key)
+
+
+def test_evidence_waiting_for_staff_holds_the_window_open(services: Services) -> None:
+    consents = services.parental_consents
+    consent_id, token = consents.ask("registration", PARENT, actor="sign-up page")
+    consents.submit_evidence(
+        consent_id,
+        token,
+        method=ParentalConsentMethod.SIGNED_FORM,
+        content=b"%PDF-1.4 form",
+        media_type="application/pdf",
+        third_party=False,
+    )
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
+    assert consents.close_expired(later) == 0
+    assert consents.view(consent_id, token).status == "in_review"
+
+
+def test_a_frozen_childs_data_is_neither_added_to_nor_corrected(services: Services) -> None:
+    (found,) = services.vault.collect(
+        screened(
+            services.vault,
+            Submission("newsletter", {"email": "young@example.com", "name": "Y"}, Source.WEB_FORM),
+        ),
+        actor="tests",
+    )
+    services.parental_consents.flag_child(found.subject_id, actor="staff:sam", reason="x")
+    with pytest.raises(CollectionRefused, match="frozen"):
+        services.vault.collect(
+            screened(
+                services.vault,
+                Submission(
+                    "newsletter", {"email": "young@example.com", "name": "Z"}, Source.WEB_FORM
+                ),
+            ),
+            actor="tests",
+        )
+    with pytest.raises(SubjectFrozen):
+        services.vault.correct(found.subject_id, 1, "Z", actor="tests", source=Source.API)
+
+
+def test_a_parent_is_asked_at_most_three_times_a_day(services: Services, inbox: SmtpInbox) -> None:
+    consents = services.parental_consents
+    for _ in range(3):
+        consents.ask("registration", PARENT, actor="sign-up page")
+    with pytest.raises(TooManyAsks):
+        consents.ask("registration", PARENT, actor="sign-up page")
+    services.jobs.drain()
+    assert len(mail_to(inbox, PARENT)) == 3

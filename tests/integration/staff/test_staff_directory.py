@@ -158,3 +158,15 @@ def test_the_database_keeps_an_argon2id_hash_and_a_sealed_secret_only(
     assert {entry.action for entry in audit} == {"staff.created", "staff.logged_in"}
     assert PASSWORD not in logged
     assert sam.totp_secret not in logged
+
+
+def test_tries_during_a_lockout_do_not_prolong_it(
+    runtime: Runtime, directory: StaffDirectory, sam: Enrolment
+) -> None:
+    for _ in range(MAX_FAILURES):
+        directory.log_in("sam", "not the password!", code(sam))
+    (locked,) = directory.members()
+    for _ in range(10):  # an attacker keeps trying while the account is locked
+        assert directory.log_in("sam", "not the password!", code(sam)) is None
+    (still,) = directory.members()
+    assert still.locked_until == locked.locked_until

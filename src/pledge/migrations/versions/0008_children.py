@@ -25,6 +25,9 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("frozen_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("kept_from", sa.String(length=36), nullable=True))
         batch_op.create_index(batch_op.f("ix_subjects_kept_from"), ["kept_from"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_subjects_parental_consent_id"), ["parental_consent_id"], unique=True
+        )
 
     op.create_table(
         "parental_consents",
@@ -36,6 +39,7 @@ def upgrade() -> None:
         sa.Column("parent_index", sa.String(length=64), nullable=True),
         sa.Column("token_sha256", sa.String(length=64), nullable=True),
         sa.Column("child_subject_id", sa.String(length=36), nullable=True),
+        sa.Column("child_erased", sa.Boolean(), nullable=False),
         sa.Column("third_party_asked", sa.Boolean(), nullable=False),
         sa.Column("third_party_consented", sa.Boolean(), nullable=False),
         sa.Column("method", sa.String(length=30), nullable=True),
@@ -71,6 +75,7 @@ def downgrade() -> None:
 
     op.drop_table("parental_consents")
     with op.batch_alter_table("subjects", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_subjects_parental_consent_id"))
         batch_op.drop_index(batch_op.f("ix_subjects_kept_from"))
         batch_op.drop_column("kept_from")
         batch_op.drop_column("frozen_at")
