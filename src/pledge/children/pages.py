@@ -38,7 +38,7 @@ from pledge.vault import (
     Vault,
 )
 from pledge.vault.rules import IdentityInvalid, normalize_identity
-from pledge.web import page_templates, post_origin_allowed
+from pledge.web import form_post_allowed, page_templates
 
 pages = APIRouter(tags=["children"], include_in_schema=False)
 _templates = page_templates("pledge.children")
@@ -54,13 +54,7 @@ def _services(request: Request) -> tuple[AgeScreen, ParentalConsents, Vault, Con
 
 def same_origin(request: Request) -> None:
     """A form of another site may not post here (`403`, nothing read or changed)."""
-    headers = request.headers
-    if not post_origin_allowed(
-        request.app.state.runtime.settings.public_url,
-        headers.get("origin"),
-        headers.get("referer"),
-        headers.get("sec-fetch-site"),
-    ):
+    if not form_post_allowed(request.app.state.runtime.settings.public_url, request.headers):
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="a form of another site")
 
 

@@ -15,7 +15,7 @@ from pledge.consent import ConsentRefused
 from pledge.privacy_center.rules import SESSION_LIFETIME, form_token
 from pledge.privacy_center.service import PreferenceCenter, Visitor
 from pledge.vault.rules import IdentityInvalid
-from pledge.web import page_templates, post_origin_allowed
+from pledge.web import form_post_allowed, page_templates
 
 pages = APIRouter(prefix="/privacy-center", tags=["privacy center"])
 _templates = page_templates("pledge.privacy_center")
@@ -56,10 +56,7 @@ def same_origin(request: Request) -> None:
     same-origin`, and a request with neither header (not a browser) passes, as before. The
     exact rule is `post_origin_allowed`'s."""
     public_url: str = request.app.state.runtime.settings.public_url
-    headers = request.headers
-    if not post_origin_allowed(
-        public_url, headers.get("origin"), headers.get("referer"), headers.get("sec-fetch-site")
-    ):
+    if not form_post_allowed(public_url, request.headers):
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
             detail="a form of another site may not post to the privacy center",

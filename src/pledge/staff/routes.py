@@ -27,7 +27,7 @@ from pledge.staff.rules import (
     form_token_ok,
 )
 from pledge.staff.service import StaffDirectory, StaffNotFound, StaffView
-from pledge.web import page_templates, post_origin_allowed
+from pledge.web import form_post_allowed, page_templates
 
 pages = APIRouter(prefix="/console", tags=["admin console"], include_in_schema=False)
 _templates = page_templates("pledge.staff")
@@ -89,13 +89,8 @@ def require(permission: Permission | None) -> Callable[[Request], Awaitable[Staf
             raise SignInNeeded(_here(request))
         secret = _secret(request)
         if request.method == "POST":
-            headers = request.headers
-            if not post_origin_allowed(
-                request.app.state.runtime.settings.public_url,
-                headers.get("origin"),
-                headers.get("referer"),
-                headers.get("sec-fetch-site"),
-            ):
+            settings = request.app.state.runtime.settings
+            if not form_post_allowed(settings.public_url, request.headers):
                 raise NotAllowed("A form of another site may not post to the console.")
             form = await request.form(max_fields=MAX_FORM_FIELDS)
             if not form_token_ok(secret, token, form.get("form_token")):
@@ -202,13 +197,7 @@ def login_page(request: Request) -> HTMLResponse:
 async def log_in(request: Request, directory: DirectoryDep) -> Response:
     """Open a session (303 to where the staff member was going), or the form again with one
     answer for every failure. A form of another site is refused."""
-    headers = request.headers
-    if not post_origin_allowed(
-        request.app.state.runtime.settings.public_url,
-        headers.get("origin"),
-        headers.get("referer"),
-        headers.get("sec-fetch-site"),
-    ):
+    if not form_post_allowed(request.app.state.runtime.settings.public_url, request.headers):
         raise NotAllowed("A form of another site may not post to the console.")
     form = await request.form(max_fields=MAX_FORM_FIELDS)
     username, password, code = form.get("username"), form.get("password"), form.get("code")

@@ -3,6 +3,7 @@ CSRF) on every page of Pledge that takes a form. Pure: no I/O."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -48,3 +49,10 @@ def post_origin_allowed(
         return True
     expected = web_origin(public_url)
     return expected is not None and web_origin(claimed) == expected
+
+
+def form_post_allowed(public_url: str, headers: Mapping[str, str]) -> bool:
+    """`post_origin_allowed` on a request's headers (`Origin`, `Referer`, `Sec-Fetch-Site`)."""
+    return post_origin_allowed(
+        public_url, headers.get("origin"), headers.get("referer"), headers.get("sec-fetch-site")
+    )
