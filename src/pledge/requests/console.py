@@ -252,7 +252,7 @@ def _request_page(
         and Status.DENIED in allowed
         and view.work_started_at is None,
         "extend": member.may(Permission.DECIDE_REQUEST)
-        and Status.EXTENDED in allowed
+        and view.status in OPEN_STATUSES
         and not view.extended
         and today <= view.answer_by,
         "reveal": member.may(Permission.VIEW_REQUESTER) and details is None,

@@ -650,9 +650,14 @@ class RequestDesk:
                 raise ExtensionRefused(
                     "the first period is over: an extension must be noticed within it"
                 )
-            check_transition(current, Status.EXTENDED)
             row.extended = True
-            self._move(session, row, current, Status.EXTENDED, actor=actor, note=reason.strip())
+            if current in {Status.RECEIVED, Status.AWAITING_VERIFICATION}:
+                # The law's clock runs from receipt, verified or not: the deadline moves, and
+                # the request still waits for the person's proof.
+                self._note(session, row, current, actor=actor, note=f"extended: {reason.strip()}")
+            else:
+                check_transition(current, Status.EXTENDED)
+                self._move(session, row, current, Status.EXTENDED, actor=actor, note=reason.strip())
             job_ids = self._tell(
                 session,
                 row,
@@ -1093,6 +1098,32 @@ class RequestDesk:
                 "from": None if current is None else current.value,
                 "to": wanted.value,
             },
+            now=now,
+        )
+
+    def _note(
+        self, session: Session, row: PrivacyRequest, status: Status, *, actor: str, note: str
+    ) -> None:
+        """A step in a request's history that leaves its status as it is (an extension while
+        it waits for the person's proof); audited like a move."""
+        now = _now()
+        session.add(
+            RequestTransition(
+                request_id=row.id,
+                from_status=status.value,
+                to_status=status.value,
+                actor=actor,
+                at=now,
+                note=note,
+            )
+        )
+        record(
+            session,
+            actor=actor,
+            action="request.extended",
+            subject_id=row.subject_id,
+            purpose=PRIVACY_REQUESTS,
+            details={"request": row.id, "status": status.value},
             now=now,
         )
 

@@ -26,6 +26,7 @@ from pledge.requests import (
     NOTIFY_RECIPIENT,
     Agent,
     Channel,
+    ExtensionRefused,
     Intake,
     IntakeRefused,
     Status,
@@ -300,3 +301,24 @@ def test_a_deletion_keeps_the_orders_the_law_requires_and_says_so(
     tax = services.vault.read(record_id, "essential.legal_obligation", actor="tests").values
     assert sorted(v.field for v in tax) == ["billing_address", "order"]
     assert "4111" not in " ".join(v.value for v in tax), "the card is not a tax record"
+
+
+def test_a_request_still_waiting_for_proof_can_be_extended_and_still_be_proven(
+    services: Services, person: str, inbox: SmtpInbox
+) -> None:
+    desk = services.requests
+    request_id = desk.submit(intake(RequestKind.DELETION), actor="tests")
+    extended = desk.extend(request_id, reason="a backlog of requests", actor="staff:grace")
+    assert extended.status is Status.AWAITING_VERIFICATION
+    assert extended.extended
+    assert extended.due == extended.answer_by + dt.timedelta(days=45)
+    services.jobs.drain()
+    assert "needs more time" in " ".join(m["Subject"] for m in inbox.messages)
+    result = desk.verify(
+        request_id,
+        email_index=email_index(services, ADDRESS),
+        data_points={"user.contact.phone_number": PHONE},
+    )
+    assert result.status is Status.VERIFIED
+    with pytest.raises(ExtensionRefused):
+        desk.extend(request_id, reason="again", actor="staff:grace")
