@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from huey import Huey, RedisHuey, SqliteHuey, crontab
+from huey import Huey, RedisHuey, crontab
+from huey.storage import SqliteStorage
 from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -31,6 +33,8 @@ Handler = Callable[[Mapping[str, Any]], None]
 
 WORKER_LOST = "WorkerLost"
 UNKNOWN_KIND = "UnknownJobKind"
+QUEUE_POLL_SECONDS = 1.0
+"""How soon a worker sees a job queued by another process on the SQLite queue."""
 
 
 class JobNotFound(LookupError):
@@ -66,10 +70,49 @@ def open_transport(url: str, *, name: str = "pledge") -> Huey:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         # No fsync per message: the job's row in Pledge's database is the durable record, and
         # the sweep hands over again a message a power cut took. 10,000 messages queue in 1 s.
-        return SqliteHuey(name, filename=parsed.database, fsync=False, results=False)
+        return Huey(
+            name,
+            results=False,
+            storage_class=WakingSqliteStorage,
+            filename=parsed.database,
+            fsync=False,
+        )
     if parsed.drivername in {"redis", "rediss"}:
         return RedisHuey(name, url=url, results=False)
     raise ValueError(f"PLEDGE_JOBS_URL must start with sqlite:/// or redis://, not {url!r}")
+
+
+class WakingSqliteStorage(SqliteStorage):  # type: ignore[misc]
+    """Huey's SQLite queue, whose workers wait for a job instead of polling for one.
+
+    Huey polls a queue that cannot block every 0.1 s, backing off to every 10 s while it is
+    empty, so a job queued on an idle server waited up to 10 s to start. Once `JobQueue.consumer`
+    starts workers in this process (`pledge serve` runs them in it), a job queued here wakes a
+    waiting worker at once, and a job queued by another process is seen within
+    QUEUE_POLL_SECONDS. Before that, a dequeue does not wait (`JobQueue.drain`)."""
+
+    blocking = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._arrived = threading.Condition()
+        self._queued = 0
+
+    def enqueue(self, data: bytes, priority: int | None = None) -> None:
+        super().enqueue(data, priority)
+        with self._arrived:
+            self._queued += 1
+            self._arrived.notify()
+
+    def dequeue(self) -> bytes | None:
+        with self._arrived:
+            seen = self._queued
+        data: bytes | None = super().dequeue()
+        if data is None and self.blocking:
+            with self._arrived:
+                self._arrived.wait_for(lambda: self._queued != seen, QUEUE_POLL_SECONDS)
+            data = super().dequeue()
+        return data
 
 
 class JobQueue:
@@ -340,6 +383,8 @@ class JobQueue:
     def consumer(self, *, workers: int) -> Any:
         """A Huey consumer running this queue's jobs in `workers` threads, sweeping each minute."""
         self.sweep()
+        if isinstance(self.transport.storage, WakingSqliteStorage):
+            self.transport.storage.blocking = True
         return self.transport.create_consumer(workers=workers, worker_type="thread", periodic=True)
 
     def drain(self, *, limit: int = 1000) -> int:

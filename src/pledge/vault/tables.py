@@ -82,7 +82,10 @@ class PersonalValue(Base):
     policy_version_id: Mapped[int] = mapped_column(ForeignKey("policy_versions.id"))
     collected_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     version: Mapped[int] = mapped_column(Integer)
-    replaces_id: Mapped[int | None] = mapped_column(ForeignKey("personal_values.id"))
+    replaces_id: Mapped[int | None] = mapped_column(ForeignKey("personal_values.id"), index=True)
+    """The version this one corrects. Indexed: deleting a value (shredding its subject) makes
+    the database look for values that refer to it, which without an index reads the whole
+    table once per deleted value (2 s per subject among 1,000,000)."""
     superseded_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     sealed: Mapped[bytes] = mapped_column(LargeBinary)
     redacted_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)

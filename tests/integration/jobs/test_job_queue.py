@@ -248,3 +248,26 @@ def test_a_chore_that_no_schedule_can_keep_is_refused(database: Engine, tmp_path
     queue = make_queue(database, f"sqlite:///{tmp_path / 'queue.db'}", "pledge-chores")
     with pytest.raises(ValueError, match="whole hours"):
         queue.every(90, "test.chore", lambda: None)
+
+
+def test_a_worker_waiting_on_the_sqlite_queue_wakes_when_a_job_arrives(
+    database: Engine, tmp_path: Path
+) -> None:
+    # Huey polls a queue that cannot block, backing off to 10 s while it is quiet: a job queued
+    # on an idle server waited seconds. A waiting worker must take it at once instead.
+    queue = make_queue(database, f"sqlite:///{tmp_path / 'queue.db'}", "pledge-quiet")
+    consumer = queue.consumer(workers=1)  # turns waiting on
+    storage = queue.transport.storage
+    taken: list[tuple[bytes | None, float]] = []
+    waiter = threading.Thread(
+        target=lambda: taken.append((storage.dequeue(), time.monotonic())), daemon=True
+    )
+    waiter.start()
+    time.sleep(0.2)  # the worker is waiting now
+    queued = time.monotonic()
+    storage.enqueue(b"job-id")
+    waiter.join(5)
+    del consumer
+    ((data, at),) = taken
+    assert data == b"job-id"
+    assert at - queued < 0.2, f"took {at - queued:.2f} s"
