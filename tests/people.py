@@ -9,6 +9,7 @@ from email.message import EmailMessage
 from typing import TYPE_CHECKING
 
 from pledge.app import Services
+from pledge.children import ParentalConsents
 from pledge.vault import IdentityKind, Source, Submission, Vault
 from pledge.vault.rules import normalize_identity
 
@@ -86,3 +87,8 @@ def screened(vault: Vault, *submissions: Submission) -> list[Submission]:
         dataclasses.replace(item, age_pass=vault.age_pass(item.collection_point))
         for item in submissions
     ]
+
+
+def child_token(consents: ParentalConsents, consent_id: str, parent_token: str) -> str:
+    """The token of the link a parent hands the child, once they consented."""
+    return consents.child_link(consent_id, parent_token).split("child=")[1]

@@ -534,9 +534,31 @@ class ParentalConsents:
 
     # --- The child's account ------------------------------------------------------------------
 
-    def account_pass(self, consent_id: str, token: str) -> str:
-        """The parental pass a child's sign-up carries, once the parent consented."""
-        view = self.view(consent_id, token)
+    def child_link(self, consent_id: str, parent_token: str) -> str:
+        """The link that lets the child finish signing up, for the parent to hand over once they
+        consented. It carries a token of its own (a new one each time: earlier links stop
+        working), so the child never holds the parent's link, which can revoke."""
+        view = self.view(consent_id, parent_token)
+        if view.status != "consented" or view.reason != "sign_up" or view.child_subject_id:
+            raise ConsentRefusedHere("this consent does not open an account now")
+        child_token = secrets.token_urlsafe(32)
+        with self.sessions() as session, session.begin():
+            row = self._by_token(session, consent_id, parent_token, lock=True)
+            row.child_token_sha256 = _sha256(child_token)
+        return f"/sign-up/{view.collection_point}?consent={consent_id}&child={child_token}"
+
+    def account_pass(self, consent_id: str, child_token: str) -> str:
+        """The parental pass a child's sign-up carries, from the link the parent handed over."""
+        with self.sessions() as session:
+            row = session.get(ParentalConsent, consent_id)
+            valid = (
+                row is not None
+                and row.child_token_sha256 is not None
+                and hmac.compare_digest(row.child_token_sha256, _sha256(child_token))
+            )
+            if not valid or row is None:
+                raise ConsentNotFound(consent_id)
+            view = _view(row)
         if view.status != "consented" or view.reason != "sign_up" or view.child_subject_id:
             raise ConsentRefusedHere("this consent does not open an account now")
         return self.vault.parental_pass(consent_id, view.collection_point)
@@ -714,6 +736,7 @@ class ParentalConsents:
             if row is not None:
                 row.parent_sealed = None
                 row.token_sha256 = None
+                row.child_token_sha256 = None
                 row.evidence_sealed = None
                 row.evidence_key_id = None
                 row.evidence_type = None

@@ -190,17 +190,17 @@ def _input_type(category: str) -> str:
 
 
 @pages.get("/sign-up/{point}", response_class=HTMLResponse)
-def sign_up(request: Request, point: str, consent: str = "", token: str = "") -> HTMLResponse:
+def sign_up(request: Request, point: str, consent: str = "", child: str = "") -> HTMLResponse:
     """The sign-up at a collection point: the age screen first where the policy asks for it
-    (a refused browser sees the refusal again); with a parent's consent link, the child's own
-    sign-up."""
+    (a refused browser sees the refusal again); with the link a parent handed over once they
+    consented (`consent`, `child`), the child's own sign-up."""
     missing = _point_or_404(request, point)
     if missing is not None:
         return missing
     screen, consents, _, _ = _services(request)
-    if consent and token:
+    if consent and child:
         try:
-            parental = consents.account_pass(consent[:36], token[:64])
+            parental = consents.account_pass(consent[:36], child[:64])
         except (ConsentNotFound, ConsentRefusedHere):
             return _render(request, "signup_missing.html.j2", 404)
         return _fields_page(request, point, parental_pass=parental, consent_id=consent[:36])
@@ -417,7 +417,7 @@ def _parent_page(
         adapters=adapters,
         collected=_collected_names(document, view.collection_point),
         sign_up_link=(
-            f"/sign-up/{view.collection_point}?consent={view.id}&token={token}"
+            consents.child_link(view.id, token)
             if view.status == "consented" and view.reason == "sign_up" and not view.child_subject_id
             else None
         ),

@@ -32,6 +32,8 @@ class ParentalConsent(Base):
     parent_index: Mapped[str | None] = mapped_column(String(64), index=True)
     token_sha256: Mapped[str | None] = mapped_column(String(64))
     """The parent's link; the token itself is only in the notice mailed to them."""
+    child_token_sha256: Mapped[str | None] = mapped_column(String(64))
+    """The link the parent hands the child to finish signing up (never the parent's own)."""
     child_subject_id: Mapped[str | None] = mapped_column(String(36), index=True)
     child_erased: Mapped[bool] = mapped_column(Boolean, default=False)
     """The child's data was erased after this consent closed (expired or revoked)."""

@@ -12,6 +12,7 @@ from pledge.app import Services
 from pledge.consent import Action, ChoiceToRecord, ConsentRefused, Method
 from pledge.policy.ages import AgeBand
 from pledge.vault import Source, Submission
+from tests.people import child_token
 
 SALE = "third_party_sharing.affiliate_marketing"  # a sale, to the affiliates (a third party)
 ADS = "marketing.advertising.third_party.targeted"  # targeted advertising (sharing)
@@ -42,7 +43,7 @@ def registered(services: Services, age: int) -> str:
         consents = services.parental_consents
         consent_id, token = consents.ask("registration", "parent@example.com", actor="tests")
         consents.consent_by_email_plus(consent_id, token, third_party=False)
-        parental = consents.account_pass(consent_id, token)
+        parental = consents.account_pass(consent_id, child_token(consents, consent_id, token))
     (result,) = services.vault.collect(
         [
             Submission(

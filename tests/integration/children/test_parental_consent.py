@@ -12,7 +12,12 @@ import pytest
 from sqlalchemy import func, select
 
 from pledge.app import Services
-from pledge.children import CHILD_ACCOUNT, ConsentNotFound, ConsentRefusedHere, TooManyAsks
+from pledge.children import (
+    CHILD_ACCOUNT,
+    ConsentNotFound,
+    ConsentRefusedHere,
+    TooManyAsks,
+)
 from pledge.children.tables import ParentalConsent
 from pledge.consent import Method
 from pledge.keyring import SubjectKeyDestroyed
@@ -23,7 +28,7 @@ from pledge.runtime import Runtime
 from pledge.vault import CollectionRefused, Source, SubjectErased, SubjectFrozen, Submission
 from pledge.vault.rules import IdentityInvalid
 from tests.conftest import SmtpInbox
-from tests.people import body, email_index, mail_to, screened
+from tests.people import body, child_token, email_index, mail_to, screened
 
 PARENT = "parent@example.com"
 SALE = "third_party_sharing.affiliate_marketing"
@@ -86,9 +91,11 @@ def test_the_childs_account_opens_under_the_consent_which_the_ledger_keeps(
     consents = services.parental_consents
     consent_id, token = consents.ask("registration", PARENT, actor="sign-up page")
     with pytest.raises(ConsentRefusedHere):
-        consents.account_pass(consent_id, token)  # not before the parent consents
+        consents.account_pass(
+            consent_id, child_token(consents, consent_id, token)
+        )  # not before the parent consents
     consents.consent_by_email_plus(consent_id, token, third_party=False)
-    parental = consents.account_pass(consent_id, token)
+    parental = consents.account_pass(consent_id, child_token(consents, consent_id, token))
     (child,) = services.vault.collect(
         [Submission("registration", child_fields(), Source.WEB_FORM, parental_pass=parental)],
         actor="sign-up page",
@@ -104,7 +111,9 @@ def test_the_childs_account_opens_under_the_consent_which_the_ledger_keeps(
     assert not decision.allowed
     assert any("separate consent" in r for r in decision.reasons)
     with pytest.raises(ConsentRefusedHere):
-        consents.account_pass(consent_id, token)  # one account per consent
+        consents.account_pass(
+            consent_id, child_token(consents, consent_id, token)
+        )  # one account per consent
 
 
 def test_a_signed_form_is_checked_by_staff_then_destroyed_and_third_parties_are_separate(
@@ -138,7 +147,7 @@ def test_a_signed_form_is_checked_by_staff_then_destroyed_and_third_parties_are_
     assert evidence_key is not None
     with pytest.raises(SubjectKeyDestroyed):
         runtime.keyring.data_key(evidence_key)
-    parental = consents.account_pass(consent_id, token)
+    parental = consents.account_pass(consent_id, child_token(consents, consent_id, token))
     (child,) = services.vault.collect(
         [Submission("registration", child_fields(), Source.WEB_FORM, parental_pass=parental)],
         actor="sign-up page",
@@ -265,7 +274,9 @@ def test_a_parent_revoking_consent_erases_the_childs_data(services: Services) ->
                 "registration",
                 child_fields(),
                 Source.WEB_FORM,
-                parental_pass=consents.account_pass(consent_id, token),
+                parental_pass=consents.account_pass(
+                    consent_id, child_token(consents, consent_id, token)
+                ),
             )
         ],
         actor="sign-up page",
@@ -293,7 +304,7 @@ def test_a_parents_pass_opens_one_new_account_never_an_existing_one(
     )
     consent_id, token = consents.ask("registration", PARENT, actor="sign-up page")
     consents.consent_by_email_plus(consent_id, token, third_party=False)
-    parental = consents.account_pass(consent_id, token)
+    parental = consents.account_pass(consent_id, child_token(consents, consent_id, token))
     with pytest.raises(CollectionRefused, match="one new account"):
         services.vault.collect(
             [
@@ -338,7 +349,9 @@ def test_under_a_parents_pass_a_child_stays_a_child_whatever_date_is_typed(
                 "registration",
                 older,
                 Source.WEB_FORM,
-                parental_pass=consents.account_pass(consent_id, token),
+                parental_pass=consents.account_pass(
+                    consent_id, child_token(consents, consent_id, token)
+                ),
             )
         ],
         actor="sign-up page",

@@ -38,6 +38,7 @@ def upgrade() -> None:
         sa.Column("parent_sealed", sa.LargeBinary(), nullable=True),
         sa.Column("parent_index", sa.String(length=64), nullable=True),
         sa.Column("token_sha256", sa.String(length=64), nullable=True),
+        sa.Column("child_token_sha256", sa.String(length=64), nullable=True),
         sa.Column("child_subject_id", sa.String(length=36), nullable=True),
         sa.Column("child_erased", sa.Boolean(), nullable=False),
         sa.Column("third_party_asked", sa.Boolean(), nullable=False),
