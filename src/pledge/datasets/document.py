@@ -112,7 +112,8 @@ class Reference(Strict):
 
 
 class Retention(Strict):
-    """Why the law requires the rows of a table to be kept when their person is erased."""
+    """Why the law requires the rows of a table to be kept as they are: when their person is
+    erased, and when the person corrects what the rows hold (they record what happened)."""
 
     reason: Text
 
@@ -131,7 +132,8 @@ class Table(Strict):
     erase: TableErasure | None = None
     """`delete_row` to delete the person's rows; otherwise the column strategies apply."""
     keep: Retention | None = None
-    """The rows are kept for the reason given; only their personal columns are erased."""
+    """The rows are kept for the reason given: an erasure erases only their personal columns,
+    and a correction leaves them as they were."""
 
     def lookup_columns(self) -> set[str]:
         """The columns a person's rows are looked up by: they need an index each."""

@@ -116,6 +116,15 @@ class Retained:
 
 
 @dataclass(frozen=True)
+class CorrectionReport:
+    """The answer to a correction: values changed, and the person's rows in tables kept by
+    law, which a correction does not rewrite, with their reason."""
+
+    changed: int
+    unchanged_records: tuple[Retained, ...] = ()
+
+
+@dataclass(frozen=True)
 class ErasureReport:
     """The answer to an erasure: counts per table, in the order tables were erased, and the
     records kept with their reason."""
@@ -306,13 +315,16 @@ class ConnectedDatabases:
             for column in table.columns.values()
         )
 
-    def correct(self, identities: Identities, category: str, new_value: str) -> int:
+    def correct(self, identities: Identities, category: str, new_value: str) -> CorrectionReport:
         """Write `new_value` into every declared column of `category` in the person's rows,
-        one transaction per database; return how many values changed."""
+        one transaction per database, except in tables kept by law (`keep`): those rows are
+        records of what happened (where an order was shipped), and a correction leaves them as
+        they were; the report names them with their reason."""
         canonical = normalized_identities(identities)
         if not self.declares(category):
             raise UnknownCategory(f"no connected table declares a column of '{category}'")
         changed = 0
+        records: list[Retained] = []
         for name, described in self._datasets.items():
             in_dataset = 0
             with self._transaction(name, commit=True) as connection:
@@ -320,8 +332,16 @@ class ConnectedDatabases:
                 for table_name, table in described.declaration.tables.items():
                     sql = described.tables[table_name]
                     key = sql.c[table.primary_key]
+                    holds = any(c.category == category for c in table.columns.values())
+                    if not holds or not found[table_name]:
+                        continue
+                    if table.keep is not None:
+                        records.append(
+                            Retained(name, table_name, table.keep.reason, len(found[table_name]))
+                        )
+                        continue
                     for column_name, column in table.columns.items():
-                        if column.category != category or not found[table_name]:
+                        if column.category != category:
                             continue
                         value = stored_correction(table, column_name, new_value)
                         target = sql.c[column_name]
@@ -334,7 +354,7 @@ class ConnectedDatabases:
                             in_dataset += result.rowcount
             log.info("corrected %d values of %s in %s", in_dataset, category, name)
             changed += in_dataset
-        return changed
+        return CorrectionReport(changed, tuple(records))
 
     # --- Inside ------------------------------------------------------------------------------
 

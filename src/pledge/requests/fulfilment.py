@@ -254,31 +254,49 @@ class Fulfilment:
                     changed[correction.category] = changed.get(correction.category, 0) + 1
             self.desk.save_progress(view.id, {"corrected": changed})
         connected_changed = int(progress.get("connected_values", 0))
+        unchanged_records: dict[str, str] = dict(progress.get("unchanged_records", {}))
         identities = _connected_identities(details, held)
         if self.connected is not None and identities and "connected_values" not in progress:
             for correction in details.corrections:
                 if self.connected.declares(correction.category):
-                    connected_changed += self.connected.correct(
+                    report = self.connected.correct(
                         identities, correction.category, correction.value
                     )
+                    connected_changed += report.changed
+                    for kept in report.unchanged_records:
+                        unchanged_records[f"{kept.dataset}.{kept.table}"] = kept.reason
             self.desk.save_progress(
                 view.id,
-                {"connected_values": connected_changed},
+                {"connected_values": connected_changed, "unchanged_records": unchanged_records},
                 audit={
                     "action": "request.connected_corrected",
-                    "details": {"values": connected_changed},
+                    "details": {
+                        "values": connected_changed,
+                        "unchanged_records": sorted(unchanged_records),
+                    },
                 },
             )
         names = ", ".join(document.category_name(c) for c in sorted(changed)) or "nothing"
+        answer = (
+            f"We corrected what you asked: {names}."
+            if changed or connected_changed
+            else "We found nothing to correct: what we hold already matches what you "
+            "gave us, or we hold nothing under your e-mail address."
+        )
+        if unchanged_records:
+            reasons = " ".join(dict.fromkeys(unchanged_records.values()))
+            answer += (
+                " Records the law requires us to keep as they were are not rewritten by a "
+                f"correction: {reasons}"
+            )
         self.desk.complete(
             view.id,
-            outcome={"corrected": changed, "connected_values": connected_changed},
-            answer=(
-                f"We corrected what you asked: {names}."
-                if changed or connected_changed
-                else "We found nothing to correct: what we hold already matches what you "
-                "gave us, or we hold nothing under your e-mail address."
-            ),
+            outcome={
+                "corrected": changed,
+                "connected_values": connected_changed,
+                "unchanged_records": unchanged_records,
+            },
+            answer=answer,
         )
 
     # --- deletion -----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from pledge.datasets import (
     ConnectedDatabases,
     DatasetFile,
     DatasetUnavailable,
+    Retained,
     UnknownCategory,
     load_datasets_text,
     mask_value,
@@ -322,9 +323,10 @@ def test_an_erasure_that_fails_half_way_leaves_the_database_as_it_was(
 def test_a_correction_writes_the_new_email_into_the_connected_table(
     shop: Shop, connected: ConnectedDatabases
 ) -> None:
-    changed = connected.correct(ALICE, "user.contact.email", "Alice.New@Example.com")
+    report = connected.correct(ALICE, "user.contact.email", "Alice.New@Example.com")
 
-    assert changed == 1
+    assert report.changed == 1
+    assert report.unchanged_records == ()
     assert shop.row(customers, 1) == {
         "id": 1,
         "email": "alice.new@example.com",
@@ -332,20 +334,43 @@ def test_a_correction_writes_the_new_email_into_the_connected_table(
         "full_name": "Alice",
     }
     assert connected.find({"email": "alice.new@example.com"}).keys("shop", "orders") == (10, 11)
-    assert (
-        connected.correct({"phone": "+14155550101"}, "user.contact.email", "alice.new@example.com")
-        == 0
+    again = connected.correct(
+        {"phone": "+14155550101"}, "user.contact.email", "alice.new@example.com"
+    )
+    assert again.changed == 0
+
+
+def test_a_correction_leaves_the_orders_kept_as_tax_records_as_they_were(
+    shop: Shop, connected: ConnectedDatabases
+) -> None:
+    # An order records where it was shipped: a person who moved corrects their address, not
+    # the history of their orders, which the law requires to be kept as they are.
+    before = shop.rows(orders)
+
+    report = connected.correct(ALICE, "user.contact.address", "2 Birch Ln")
+
+    assert report.changed == 0
+    assert shop.rows(orders) == before
+    assert report.unchanged_records == (
+        Retained(
+            "shop", "orders", "Orders are tax records, kept for seven years (26 CFR 1.6001-1).", 2
+        ),
     )
 
 
-def test_a_correction_of_the_address_changes_every_order_of_the_person_and_no_other(
-    shop: Shop, connected: ConnectedDatabases
+def test_a_correction_changes_every_row_of_the_person_and_no_other(
+    shop: Shop, connect: Callable[[DatasetFile], ConnectedDatabases]
 ) -> None:
+    def orders_not_kept(raw: Raw) -> None:
+        del tables_of(raw)["orders"]["keep"]
+
+    databases = connect(shop_variant(orders_not_kept))
     before = bobs_rows(shop)
 
-    changed = connected.correct(ALICE, "user.contact.address", "2 Birch Ln")
+    report = databases.correct(ALICE, "user.contact.address", "2 Birch Ln")
 
-    assert changed == 2
+    assert report.changed == 2
+    assert report.unchanged_records == ()
     assert [r["shipping_address"] for r in shop.rows(orders) if r["customer_id"] == 1] == [
         "2 Birch Ln",
         "2 Birch Ln",

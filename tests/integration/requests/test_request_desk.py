@@ -266,7 +266,11 @@ def test_a_correction_writes_a_new_version_in_the_vault(services: Services, pers
         if v.category == "user.name"
     ]
     assert [(v.value, v.version) for v in names] == [("Ada King", 2), ("Ada King", 2)]
-    assert desk.get(request_id).outcome == {"corrected": {"user.name": 2}, "connected_values": 0}
+    assert desk.get(request_id).outcome == {
+        "corrected": {"user.name": 2},
+        "connected_values": 0,
+        "unchanged_records": {},
+    }
 
 
 def test_an_opt_out_needs_no_proof_and_is_recorded_in_the_ledger(

@@ -189,7 +189,43 @@ def test_a_correction_of_a_category_the_shop_does_not_hold_still_completes(
     alice = shop.row(customers, 1)
     assert alice is not None
     assert alice["full_name"] == "Alice Liddell"
-    assert view.outcome == {"corrected": {"user.name": 1}, "connected_values": 1}
+    assert view.outcome == {
+        "corrected": {"user.name": 1},
+        "connected_values": 1,
+        "unchanged_records": {},
+    }
+
+
+def test_a_corrected_address_leaves_the_orders_kept_for_tax_and_the_answer_says_so(
+    shop_services: Services, shop: Shop, inbox: SmtpInbox
+) -> None:
+    alice_in_the_vault(shop_services, "+14155550101")
+    before = shop.rows(orders)
+    desk = shop_services.requests
+    request_id = ask(
+        shop_services,
+        RequestKind.CORRECTION,
+        corrections=[Correction("user.contact.address", "2 Birch Ln")],
+    )
+    desk.verify(
+        request_id,
+        email_index=index_of(shop_services, ALICE),
+        data_points={"user.contact.phone_number": "415 555 0101"},
+    )
+    desk.approve(request_id, actor="staff:grace")
+    shop_services.jobs.drain()
+
+    view = desk.get(request_id)
+    assert view.status is Status.COMPLETED
+    assert shop.rows(orders) == before
+    reason = "Orders are tax records, kept for seven years (26 CFR 1.6001-1)."
+    assert view.outcome is not None
+    assert view.outcome["unchanged_records"] == {"shop.orders": reason}
+    answer = inbox.messages[-1].get_body(("plain",))
+    assert answer is not None
+    text = answer.get_content()
+    assert "not rewritten by a correction" in text
+    assert reason in text
 
 
 def test_a_deletion_that_crashed_half_way_goes_on_and_tells_each_recipient_once(
