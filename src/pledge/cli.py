@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from pledge.apikeys import InvalidScopes, create_api_key, list_api_keys, revoke_api_key
 from pledge.app import DatabaseNotReady, Services, build_services, create_app
 from pledge.audit import chain_head, record, verify_chain
+from pledge.children import ConsentRefusedHere
 from pledge.config import Settings
 from pledge.demo import DemoMailbox, load_demo
 from pledge.jobs import JobNotFailed, JobNotFound, JobStatus
@@ -524,8 +525,8 @@ def children_flag(
             )
         except (SubjectNotFound, SubjectErased):
             raise _fail("pledge: no live subject has this ID") from None
-        except IdentityInvalid as invalid:
-            raise _fail(f"pledge: {invalid}") from None
+        except (IdentityInvalid, ConsentRefusedHere) as refused:
+            raise _fail(f"pledge: {refused}") from None
         view = consents.view_for_staff(consent_id)
     typer.echo(
         f"subject {subject_id} frozen; consent {consent_id}, erased on "

@@ -410,6 +410,7 @@ class ParentalConsents:
         document = self._policy()
         if not reference.strip():
             raise ConsentRefusedHere("say what was checked (never the ID's number)")
+        reference = self._staff_text(reference, "The reference")
         with self.sessions() as session, session.begin():
             row = session.get(ParentalConsent, consent_id, with_for_update=True)
             if row is None or row.status != "in_review" or row.method is None:
@@ -592,6 +593,7 @@ class ParentalConsents:
         erasure follows at the window's end). Returns the consent's ID."""
         if parent_email is not None:
             normalize_identity(IdentityKind.EMAIL, parent_email)  # refused before anything
+        reason = self._staff_text(reason, "The reason")
         self.vault.state(subject_id)  # raises for an unknown or erased subject
         self.vault.freeze(subject_id, actor=actor, reason=reason)
         self._supersede_open(subject_id, actor=actor)
@@ -743,6 +745,20 @@ class ParentalConsents:
                 if row.status in {"expired", "superseded"}:
                     row.parent_index = None
         self.keyring.destroy_data_keys([k for k in (consent_id, evidence_key) if k])
+
+    def _staff_text(self, text: str, what: str) -> str:
+        """`text` a staff member wrote, stripped; refused (`ConsentRefusedHere`) when it holds an
+        e-mail address, a phone number, a card number or a street address other than the
+        business's own: it is kept in clear in the audit log, which holds no personal values."""
+        text = text.strip()
+        allowed = self._policy().organization.contact_details()
+        found = self.vault.scanner.personal_data_in(text, allowed=allowed)
+        if found:
+            raise ConsentRefusedHere(
+                f"{what} is kept in clear in the audit log, so it must not hold personal data; "
+                f"it holds {' and '.join(found)}. Say what was done, not the values."
+            )
+        return text
 
     def erase_child(self, subject_id: str, *, reason: str) -> None:
         """Erase a child's data: the connected databases (by the addresses the subject held),

@@ -124,4 +124,6 @@ def flag(request: Request, form: ConsoleForm, consents: ConsentsDep, staff: Keep
         return _page(request, consents, staff, 404, error="No live subject has this ID.")
     except IdentityInvalid:
         return _page(request, consents, staff, 422, error="That is not an e-mail address.")
+    except ConsentRefusedHere as refused:
+        return _page(request, consents, staff, 422, error=str(refused))
     return _page(request, consents, staff, notice="Frozen. The parent is asked, if known.")

@@ -249,6 +249,8 @@ def flag_child(
         raise HTTPException(status.HTTP_410_GONE, detail="this subject was erased") from None
     except IdentityInvalid as invalid:
         raise _email_refused(invalid) from None
+    except ConsentRefusedHere as refused:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(refused)) from None
     return _out(consents.view_for_staff(consent_id))
 
 

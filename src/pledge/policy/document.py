@@ -116,6 +116,18 @@ class Organization(Strict):
     contacts_people_by: list[ContactMethod] = Field(default_factory=lambda: [ContactMethod.EMAIL])
     """How the business reaches people when it needs to (at the addresses they gave)."""
 
+    def contact_details(self) -> list[str]:
+        """The business's own e-mail addresses, phone number and street addresses: quoting
+        them in a note or a reason is not personal data."""
+        details = [
+            str(self.privacy_email),
+            self.privacy_phone or "",
+            self.postal_address.street,
+            str(self.shine_the_light.email or ""),
+            self.shine_the_light.postal_address.street,
+        ]
+        return [detail for detail in details if detail]
+
 
 class LegalBasis(enum.StrEnum):
     """Why a purpose is lawful, which also says whether it needs the person's say-so."""

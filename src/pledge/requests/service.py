@@ -562,6 +562,7 @@ class RequestDesk:
         post): `note` says how, without the values compared. `subject_id` says whom the request
         concerns when it came without an e-mail address (the address's owner otherwise)."""
         document = self._policy()
+        note = self._staff_text(note, "The note", document)
         email = self.details(request_id).email
         owner = (
             None
@@ -591,6 +592,7 @@ class RequestDesk:
     def acknowledge(self, request_id: str, *, actor: str, note: str) -> RequestView:
         """Record that staff acknowledged a request themselves (by post or phone); requests
         with an e-mail address are acknowledged by Pledge on receipt."""
+        note = self._staff_text(note, "The note", self._policy())
         with self.sessions() as session, session.begin():
             row = self._locked(session, request_id)
             if row.acknowledged_at is None:
@@ -623,6 +625,7 @@ class RequestDesk:
         if not reason.strip():
             raise IntakeRefused("a denial needs its reason")
         document = self._policy()
+        reason = self._staff_text(reason, "The reason", document)
         with self.sessions() as session, session.begin():
             row = self._locked(session, request_id)
             check_transition(Status(row.status), Status.DENIED)
@@ -641,6 +644,7 @@ class RequestDesk:
         if not reason.strip():
             raise IntakeRefused("an extension needs its reason, which the person is told")
         document = self._policy()
+        reason = self._staff_text(reason, "The reason", document)
         with self.sessions() as session, session.begin():
             row = self._locked(session, request_id)
             current = Status(row.status)
@@ -686,6 +690,23 @@ class RequestDesk:
             f"We cannot do what you asked (reference {row.id}): {reason}\n\n"
             f"{document.requests.appeal_instructions}",
         )
+
+    def _staff_text(self, text: str, what: str, document: PolicyDocument) -> str:
+        """`text` a staff member wrote, stripped; refused (`IntakeRefused`) when it holds an
+        e-mail address, a phone number, a card number or a street address other than the
+        business's own: notes and reasons are kept in clear, in the request's record and the
+        audit log, which hold no personal values."""
+        text = text.strip()
+        found = self.vault.scanner.personal_data_in(
+            text, allowed=document.organization.contact_details()
+        )
+        if found:
+            raise IntakeRefused(
+                f"{what} is kept in clear in the request's record and the audit log, so it must "
+                f"not hold personal data; it holds {' and '.join(found)}. Say what was done, "
+                "not the values."
+            )
+        return text
 
     # --- Work -----------------------------------------------------------------------------------
 

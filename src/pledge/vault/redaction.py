@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import re
 import shutil
 import tempfile
 import threading
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,15 @@ MASKS = {
     "STREET_ADDRESS": "[street address]",
 }
 """What each kind of finding is replaced with in the redacted copy."""
+
+KIND_NAMES = {
+    "EMAIL_ADDRESS": "an e-mail address",
+    "PHONE_NUMBER": "a phone number",
+    "CREDIT_CARD": "a card number",
+    "URL": "a link",
+    "STREET_ADDRESS": "a street address",
+}
+"""Each kind of finding in words, for a refusal."""
 
 _STREET_SUFFIXES = (
     "St|Street|Ave|Avenue|Blvd|Boulevard|Rd|Road|Dr|Drive|Ln|Lane|Way|Ct|Court|Pl|Place|"
@@ -81,8 +92,7 @@ class PersonalDataScanner:
 
     def scan(self, text: str) -> Redaction:
         """Mask every finding in `text`, overlapping findings merged into the strongest."""
-        results = self._analyzer().analyze(text=text, language="en")
-        spans = _merge([(r.start, r.end, r.entity_type, r.score) for r in results])
+        spans = self._spans(text)
         counts: Counter[str] = Counter()
         out, cursor = [], 0
         for start, end, kind in spans:
@@ -92,6 +102,31 @@ class PersonalDataScanner:
             cursor = end
         out.append(text[cursor:])
         return Redaction(redacted="".join(out), findings=dict(sorted(counts.items())))
+
+    def personal_data_in(self, text: str, *, allowed: Iterable[str] = ()) -> list[str]:
+        """The kinds of personal data in `text` (in words, each once, in the order found),
+        leaving out links and the values of `allowed`, the business's own contact details
+        (its privacy e-mail, phone and street address), which a staff member may well quote.
+        Names and dates are not found: the scanner has no language model."""
+        mine = {_comparable(value) for value in allowed if value}
+        kinds: dict[str, None] = {}
+        for start, end, kind in self._spans(text):
+            found = _comparable(text[start:end])
+            if kind == "URL" or any(found and found in value for value in mine):
+                continue
+            kinds[KIND_NAMES.get(kind, "personal data")] = None
+        return list(kinds)
+
+    def _spans(self, text: str) -> list[tuple[int, int, str]]:
+        results = self._analyzer().analyze(text=text, language="en")
+        return _merge([(r.start, r.end, r.entity_type, r.score) for r in results])
+
+
+def _comparable(value: str) -> str:
+    """Letters and digits only, lowercased, without a leading US country code: `(800) 555-0100`,
+    `+1 800 555 0100` and `1-800-555-0100` compare equal."""
+    plain = re.sub(r"[^0-9a-z@]", "", value.lower())
+    return plain[1:] if re.fullmatch(r"1\d{10}", plain) else plain
 
 
 def _merge(found: list[tuple[int, int, str, float]]) -> list[tuple[int, int, str]]:

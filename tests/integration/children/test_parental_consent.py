@@ -397,6 +397,24 @@ def test_a_bad_parent_address_when_flagging_changes_nothing(services: Services) 
     assert not services.vault.state(found.subject_id).frozen
 
 
+def test_a_flag_whose_reason_holds_personal_data_is_refused_and_changes_nothing(
+    services: Services,
+) -> None:
+    (found,) = services.vault.collect(
+        screened(
+            services.vault,
+            Submission("newsletter", {"email": "young@example.com"}, Source.WEB_FORM),
+        ),
+        actor="tests",
+    )
+    with pytest.raises(ConsentRefusedHere, match="must not hold personal data"):
+        services.parental_consents.flag_child(
+            found.subject_id, actor="staff:sam", reason="Her mother called from 415-555-0132."
+        )
+    assert not services.vault.state(found.subject_id).frozen
+    assert services.parental_consents.waiting() == []
+
+
 def test_revoking_while_evidence_waits_destroys_it(services: Services, runtime: Runtime) -> None:
     consents = services.parental_consents
     consent_id, token = consents.ask("registration", PARENT, actor="sign-up page")

@@ -177,6 +177,40 @@ def test_the_csv_counts_days_in_the_business_time_zone_and_defuses_formulas(
     assert csv_cell("Denied: no proof") == "Denied: no proof"
 
 
+def test_a_staff_note_or_reason_holding_personal_data_is_refused_and_changes_nothing(
+    services: Services, inbox: SmtpInbox
+) -> None:
+    # Notes and reasons are kept in clear in the request's record and the audit log.
+    desk = services.requests
+    request_id = desk.submit(intake(RequestKind.ACCESS), actor="tests")
+    services.jobs.drain()  # the acknowledgement
+    before = desk.get(request_id)
+    sent = len(inbox.messages)
+    refusals = {
+        "deny": {"reason": "You are not the owner of jane@example.com."},
+        "extend": {"reason": "We called you at (415) 555-0132 and got no answer."},
+        "acknowledge": {"note": "Letter sent to 12 Elm Street."},
+        "staff_verify": {"note": "Caller gave card 4111 1111 1111 1111."},
+    }
+    for action, text in refusals.items():
+        with pytest.raises(IntakeRefused, match="must not hold personal data"):
+            getattr(desk, action)(request_id, actor="staff:grace", **text)
+    services.jobs.drain()
+    after = desk.get(request_id)
+    assert (after.status, after.extended, after.acknowledged_at, after.denial_reason) == (
+        before.status,
+        before.extended,
+        before.acknowledged_at,
+        None,
+    )
+    assert len(inbox.messages) == sent
+    # The business's own addresses are not the person's: quoting them is fine.
+    reason = "No proof arrived. Write to info@auraphoto.com or to 11620 Wilshire Blvd., FL 9."
+    denied = desk.deny(request_id, reason=reason, actor="staff:grace")
+    assert denied.status is Status.DENIED
+    assert denied.denial_reason == reason
+
+
 class Receiver(BaseHTTPRequestHandler):
     """A recipient's webhook endpoint: records what it is sent, answers `status`."""
 

@@ -104,3 +104,22 @@ def test_scanning_makes_no_network_connection(monkeypatch: pytest.MonkeyPatch) -
     assert attempts == []
     assert result.redacted == "Mail [email] or see [link] for details."
     assert result.findings == {"EMAIL_ADDRESS": 1, "URL": 1}
+
+
+def test_staff_text_names_the_personal_data_in_it_but_not_the_business_own_contacts(
+    scanner: PersonalDataScanner,
+) -> None:
+    business = ["privacy@frames.example", "+1 (800) 555-0100", "100 Market Street"]
+
+    assert scanner.personal_data_in(
+        "Jane wrote from jane@example.com and gave (415) 555-0132.", allowed=business
+    ) == ["an e-mail address", "a phone number"]
+    assert scanner.personal_data_in("She lives at 12 Elm Street.", allowed=business) == [
+        "a street address"
+    ]
+    quoted = (
+        "Call us at 1-800-555-0100 or write to privacy@frames.example, or to 100 Market "
+        "Street; see https://frames.example/privacy for how to appeal."
+    )
+    assert scanner.personal_data_in(quoted, allowed=business) == []
+    assert scanner.personal_data_in("Verified by phone: the caller answered three questions.") == []
