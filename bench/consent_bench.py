@@ -4,6 +4,7 @@ the audience filter, and the floor of any FastAPI route on this machine.
     .venv/bin/python bench/consent_bench.py decide
     .venv/bin/python bench/consent_bench.py writes [--database-url URL --keystore-url URL]
         [--serve="--workers 2"] [--requests 4000]
+    .venv/bin/python bench/consent_bench.py batches [--batch 1000] [--database-url ...]
     .venv/bin/python bench/consent_bench.py audience --subjects 1000000 [--database-url ...]
     .venv/bin/python bench/consent_bench.py floor
 
@@ -177,6 +178,76 @@ def bench_writes(settings: Settings, requests: int, server_options: list[str]) -
             measure(f"decisions over HTTP, {count} client(s)", base, token, loads)
 
 
+def write_batches(
+    subjects: list[str], batches: int, size: int, offset: int
+) -> list[tuple[str, bytes]]:
+    """`batches` calls of `POST /v1/consent/batch`, each `size` writes, alternately grants and
+    withdrawals, over `subjects` in turn from `offset`."""
+    calls = []
+    for b in range(batches):
+        first = offset + b * size
+        items = [
+            {
+                "subject_id": subjects[(first + i) % len(subjects)],
+                "purpose": EMAIL,
+                "action": "grant" if i % 2 == 0 else "withdraw",
+                "method": "form_checkbox",
+                "source": "bench",
+                "notice_sha256": NOTICE,
+            }
+            for i in range(size)
+        ]
+        calls.append(("/v1/consent/batch", json.dumps({"items": items}).encode()))
+    return calls
+
+
+def decision_batches(subjects: list[str], batches: int, size: int) -> list[tuple[str, bytes]]:
+    """`batches` calls of `POST /v1/decisions/batch`, each `size` decisions."""
+    return [
+        (
+            "/v1/decisions/batch",
+            json.dumps(
+                {"items": [json.loads(body) for _, body in decisions_on(subjects, size)]}
+            ).encode(),
+        )
+        for _ in range(batches)
+    ]
+
+
+def bench_batches(settings: Settings, size: int, items: int, server_options: list[str]) -> None:
+    """Consent writes and decisions per second over HTTP through the batch calls, with 1 and 8
+    clients: `items` writes (or decisions) in calls of `size`."""
+    token = prepared(settings, "collect", "consent:write", "decide")
+    headers = {"Authorization": f"Bearer {token}"}
+    with (
+        server(settings, *server_options) as base,
+        httpx.Client(base_url=base, timeout=60) as client,
+    ):
+        subjects = subjects_over_http(client, headers, 20_000)
+        clients(base, token, [write_batches(subjects, 2, size, 7_000 * c) for c in range(8)])
+        clients(base, token, [decision_batches(subjects, 2, size) for _ in range(8)])
+        for count in (1, 8):
+            calls = max(1, items // size // count)
+            loads = [write_batches(subjects, calls, size, 2_500 * c) for c in range(count)]
+            measure_items(
+                f"consent writes in batches of {size}, {count} client(s)", base, token, loads, size
+            )
+        for count in (1, 8):
+            calls = max(1, items // size // count)
+            loads = [decision_batches(subjects, calls, size) for _ in range(count)]
+            measure_items(
+                f"decisions in batches of {size}, {count} client(s)", base, token, loads, size
+            )
+
+
+def measure_items(
+    title: str, base: str, token: str, loads: list[list[tuple[str, bytes]]], size: int
+) -> None:
+    rate, latencies = clients(base, token, loads)
+    print(f"{title}: {rate * size:.0f} per second ({rate:.1f} calls/s)")
+    report("  latency of a call", latencies)
+
+
 def measure(title: str, base: str, token: str, loads: list[list[tuple[str, bytes]]]) -> None:
     rate, latencies = clients(base, token, loads)
     print(f"{title}: {rate:.0f}/s")
@@ -281,7 +352,7 @@ def main() -> None:
     decide = sub.add_parser("decide")
     decide.add_argument("--calls", type=int, default=200_000)
     sub.add_parser("floor").add_argument("--requests", type=int, default=4000)
-    for name in ("writes", "audience"):
+    for name in ("writes", "batches", "audience"):
         p = sub.add_parser(name)
         p.add_argument("--database-url")
         p.add_argument("--keystore-url")
@@ -293,6 +364,11 @@ def main() -> None:
         default="",
         help="options for `pledge serve`, in one string (e.g. '--workers 2')",
     )
+    sub.choices["batches"].add_argument("--batch", type=int, default=1000, help="items per call")
+    sub.choices["batches"].add_argument(
+        "--items", type=int, default=40_000, help="items per measurement, over all clients"
+    )
+    sub.choices["batches"].add_argument("--serve", default="", help="as for `writes`")
     sub.choices["audience"].add_argument("--subjects", type=int, default=1_000_000)
     args = parser.parse_args()
     if args.command == "decide":
@@ -305,6 +381,8 @@ def main() -> None:
         settings = bench_settings(Path(workdir), args.database_url, args.keystore_url)
         if args.command == "writes":
             bench_writes(settings, args.requests, args.serve.split())
+        elif args.command == "batches":
+            bench_batches(settings, args.batch, args.items, args.serve.split())
         else:
             bench_audience(settings, args.subjects)
 

@@ -9,8 +9,11 @@ import logging
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from pledge import __version__
 from pledge.apikeys import KeyCache
@@ -54,6 +57,18 @@ from pledge.vault import PersonalDataScanner, Vault
 from pledge.vault import api_routes as vault_routes
 
 log = logging.getLogger(__name__)
+
+
+async def _database_busy(_request: Request, error: Exception) -> JSONResponse:
+    """A database that is out of reach, or busy past its lock timeout: `503` with a hint to try
+    again, rather than a bare `500`. The transaction was rolled back; the log names the error's
+    type only (its message may quote a statement's values)."""
+    log.warning("database unavailable: %s", type(getattr(error, "orig", None) or error).__name__)
+    return JSONResponse(
+        {"detail": "the database is busy or out of reach: try again shortly"},
+        status_code=503,
+        headers={"Retry-After": "2"},
+    )
 
 
 _scanner = PersonalDataScanner()
@@ -225,6 +240,8 @@ def create_app(
     app.state.parental_consents = services.parental_consents
     for error, handler in console_exception_handlers().items():
         app.add_exception_handler(error, handler)
+    app.add_exception_handler(OperationalError, _database_busy)
+    app.add_exception_handler(PoolTimeout, _database_busy)
     app.add_middleware(
         BodyLimit,
         larger={

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.exc import OperationalError
 
 from pledge.app import create_app
 from pledge.runtime import Runtime
@@ -164,3 +166,131 @@ def test_a_choice_whose_source_no_column_could_hold_is_refused_before_it_reaches
     assert batches == []  # refused by the route: no batch ever saw it
     history = client.get(f"/v1/subjects/{subject}/consent", headers=headers).json()["history"]
     assert history == []
+
+
+# --- Batches ---------------------------------------------------------------------------------
+
+EMAIL = "marketing.communications.email"
+
+
+def _choice(subject: str, **changes: object) -> dict[str, object]:
+    return {
+        "subject_id": subject,
+        "purpose": EMAIL,
+        "action": "grant",
+        "method": "double_opt_in",
+        "source": "import from the old newsletter tool",
+        "notice_sha256": "d" * 64,
+        **changes,
+    }
+
+
+def _decide(subject: str, purpose: str = EMAIL) -> dict[str, object]:
+    return {"subject_id": subject, "purpose": purpose, "categories": ["user.contact.email"]}
+
+
+def test_a_batch_of_choices_is_recorded_in_order_and_decisions_follow_it(
+    client: TestClient, runtime: Runtime, subject: str
+) -> None:
+    headers = api_headers(runtime, "consent:write", "consent:read", "decide")
+    batch = [_choice(subject), _choice(subject, purpose=SHARING, action="withdraw")]
+
+    recorded = client.post("/v1/consent/batch", json={"items": batch}, headers=headers)
+
+    assert recorded.status_code == 201
+    seqs = recorded.json()["seqs"]
+    assert len(seqs) == 2
+    assert seqs[1] == seqs[0] + 1
+    history = client.get(f"/v1/subjects/{subject}/consent", headers=headers).json()["history"]
+    assert [(e["seq"], e["purpose"], e["action"]) for e in history[-2:]] == [
+        (seqs[0], EMAIL, "grant"),
+        (seqs[1], SHARING, "withdraw"),
+    ]
+    stranger = "00000000-0000-4000-8000-000000000000"
+    answers = client.post(
+        "/v1/decisions/batch",
+        json={"items": [_decide(subject), _decide(stranger), _decide(subject, SHARING)]},
+        headers=headers,
+    )
+    assert answers.status_code == 200
+    decisions = answers.json()["decisions"]
+    assert [d["allowed"] for d in decisions] == [True, False, False]
+    assert decisions[1]["reasons"] == ["no such subject"]
+    assert any(r.startswith("opt-out: the person opted out") for r in decisions[2]["reasons"])
+
+
+def test_a_batch_with_one_refused_choice_records_none_and_says_which(
+    client: TestClient, runtime: Runtime, subject: str
+) -> None:
+    headers = api_headers(runtime, "consent:write", "consent:read")
+    before = client.get(f"/v1/subjects/{subject}/consent", headers=headers).json()["history"]
+    contract = _choice(subject, purpose="essential.service.fulfillment")
+    stranger = _choice("00000000-0000-4000-8000-000000000000")
+
+    refused = client.post(
+        "/v1/consent/batch", json={"items": [_choice(subject), contract]}, headers=headers
+    )
+    missing = client.post(
+        "/v1/consent/batch", json={"items": [_choice(subject), stranger]}, headers=headers
+    )
+    too_many = client.post(
+        "/v1/consent/batch", json={"items": [_choice(subject)] * 1001}, headers=headers
+    )
+    empty = client.post("/v1/consent/batch", json={"items": []}, headers=headers)
+
+    assert refused.status_code == 422
+    (problem,) = refused.json()["detail"]
+    assert problem["loc"] == ["body", "items", 1, "purpose"]
+    assert "asks for no consent" in problem["msg"]
+    assert missing.status_code == 404
+    assert missing.json()["detail"][0]["loc"] == ["body", "items", 1]
+    assert (too_many.status_code, empty.status_code) == (422, 422)
+    after = client.get(f"/v1/subjects/{subject}/consent", headers=headers).json()["history"]
+    assert after == before
+
+
+def test_a_batch_of_decisions_answers_an_unknown_purpose_and_refuses_a_gpc_header(
+    client: TestClient, runtime: Runtime, subject: str
+) -> None:
+    headers = api_headers(runtime, "decide")
+    items = {"items": [_decide(subject), _decide(subject, "no.such.purpose")]}
+
+    unknown = client.post("/v1/decisions/batch", json=items, headers=headers)
+    alone = client.post("/v1/decisions", json=_decide(subject, "no.such.purpose"), headers=headers)
+    gpc = client.post(
+        "/v1/decisions/batch",
+        json={"items": [_decide(subject)]},
+        headers={**headers, "Sec-GPC": "1"},
+    )
+    unscoped = client.post(
+        "/v1/decisions/batch",
+        json={"items": [_decide(subject)]},
+        headers=api_headers(runtime, "consent:read"),
+    )
+
+    assert unknown.status_code == 200
+    answer = unknown.json()["decisions"][1]
+    assert answer["allowed"] is False
+    assert answer["reasons"] == alone.json()["reasons"]
+    assert gpc.status_code == 400
+    assert unscoped.status_code == 403
+
+
+def test_a_database_busy_past_its_lock_timeout_is_answered_503_with_retry_after(
+    client: TestClient, runtime: Runtime, subject: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def locked(*_args: object, **_kwargs: object) -> object:
+        raise OperationalError(
+            "BEGIN IMMEDIATE", {}, sqlite3.OperationalError("database is locked")
+        )
+
+    monkeypatch.setattr(client.app.state.consent, "decide_many", locked)  # type: ignore[attr-defined]
+    busy = client.post(
+        "/v1/decisions/batch",
+        json={"items": [_decide(subject)]},
+        headers=api_headers(runtime, "decide"),
+    )
+
+    assert busy.status_code == 503
+    assert busy.headers["retry-after"] == "2"
+    assert "try again" in busy.json()["detail"]

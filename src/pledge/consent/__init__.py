@@ -15,7 +15,13 @@ from pledge.consent.rules import (
     Method,
     fold,
 )
-from pledge.consent.service import ChoiceToRecord, ConsentLedger, ConsentRefused, RepromptBlocked
+from pledge.consent.service import (
+    ChoiceRefusedAt,
+    ChoiceToRecord,
+    ConsentLedger,
+    ConsentRefused,
+    RepromptBlocked,
+)
 from pledge.consent.visitors import (
     CookieChoices,
     PolicyVersionChanged,
@@ -29,6 +35,7 @@ __all__ = [
     "Action",
     "BannerCors",
     "Choice",
+    "ChoiceRefusedAt",
     "ChoiceToRecord",
     "ConsentEvent",
     "ConsentLedger",

@@ -14,10 +14,23 @@ from starlette.concurrency import run_in_threadpool
 
 from pledge.apikeys import Caller, require_scope
 from pledge.consent.rules import Action, Decision, Method
-from pledge.consent.service import ChoiceToRecord, ConsentLedger, ConsentRefused, RepromptBlocked
+from pledge.consent.service import (
+    ChoiceRefusedAt,
+    ChoiceToRecord,
+    ConsentLedger,
+    ConsentRefused,
+    RepromptBlocked,
+)
 from pledge.db import GroupCommitClosed
 from pledge.policy.document import GpcAnswer
-from pledge.vault import IdentityKind, UnknownPurpose, Vault, answers_for_vault_errors
+from pledge.vault import (
+    IdentityKind,
+    SubjectErased,
+    SubjectNotFound,
+    UnknownPurpose,
+    Vault,
+    answers_for_vault_errors,
+)
 
 
 @asynccontextmanager
@@ -80,6 +93,30 @@ class RecordedOut(BaseModel):
     seq: int
 
 
+BATCH_MAX = 1000
+"""Most choices, or decisions, in one batch call."""
+
+
+class SubjectChoiceIn(ChoiceIn):
+    """A grant or withdrawal of one person, among others recorded together."""
+
+    subject_id: SubjectId
+
+
+class ChoicesIn(BaseModel):
+    """Choices recorded together, all or none (an import from another consent tool, say)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: Annotated[list[SubjectChoiceIn], Field(min_length=1, max_length=BATCH_MAX)]
+
+
+class RecordedManyOut(BaseModel):
+    """The ledger position of each recorded event, in the order submitted."""
+
+    seqs: list[int]
+
+
 class ChoiceOut(BaseModel):
     """A current choice."""
 
@@ -122,6 +159,27 @@ class DecisionIn(BaseModel):
     purpose: Key
     categories: Annotated[list[Key], Field(min_length=1, max_length=100)]
     recipient: Key | None = None
+
+
+class DecisionsIn(BaseModel):
+    """Uses to decide on together."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: Annotated[list[DecisionIn], Field(min_length=1, max_length=BATCH_MAX)]
+
+
+class DecisionItemOut(BaseModel):
+    """One answer of a batch and every reason for it."""
+
+    allowed: bool
+    reasons: list[str]
+
+
+class DecisionsOut(BaseModel):
+    """The answers, in the order asked."""
+
+    decisions: list[DecisionItemOut]
 
 
 class DecisionOut(BaseModel):
@@ -189,6 +247,43 @@ async def record_choice(
     return RecordedOut(seq=seq)
 
 
+@api.post(
+    "/consent/batch",
+    status_code=201,
+    response_model=RecordedManyOut,
+    summary="Record many consent choices at once",
+)
+async def record_choices(
+    body: ChoicesIn,
+    ledger: LedgerDep,
+    caller: Annotated[Caller, Depends(require_scope("consent:write"))],
+) -> RecordedManyOut:
+    """Append up to 1,000 grants and withdrawals, of any people, in one transaction: all of
+    them, or none when one is refused (its position is in the answer's `loc`)."""
+    choices = [ChoiceToRecord(**item.model_dump()) for item in body.items]
+    try:
+        with _answers_for_consent_errors():
+            seqs = await ledger.arecord(choices, actor=caller.actor)
+    except ChoiceRefusedAt as refused:
+        raise _answer_for_item(refused) from None
+    return RecordedManyOut(seqs=seqs)
+
+
+def _answer_for_item(refused: ChoiceRefusedAt) -> HTTPException:
+    """The answer a choice alone would get, located at its place in the batch."""
+    try:
+        with _answers_for_consent_errors():
+            raise refused.refusal
+    except HTTPException as answer:
+        where: list[str | int] = ["body", "items", refused.index]
+        if isinstance(answer.detail, list):
+            detail = [{**d, "loc": [*where, *d["loc"][1:]]} for d in answer.detail]
+        else:
+            detail = [{"loc": where, "msg": str(answer.detail), "type": "refused"}]
+        return HTTPException(answer.status_code, detail=detail)
+    raise refused.refusal  # pragma: no cover - every refusal of a choice has its answer
+
+
 @api.get(
     "/subjects/{subject_id}/consent",
     response_model=ConsentOut,
@@ -247,6 +342,43 @@ async def decide(
     return DecisionOut(
         allowed=decision.allowed, reasons=list(decision.reasons), gpc_honored=honored
     )
+
+
+@api.post(
+    "/decisions/batch",
+    response_model=DecisionsOut,
+    summary="Many decisions at once",
+)
+async def decide_many(
+    body: DecisionsIn,
+    ledger: LedgerDep,
+    caller: Annotated[Caller, Depends(require_scope("decide"))],
+    sec_gpc: GpcHeader = None,
+) -> DecisionsOut:
+    """Up to 1,000 decisions, answered in order, each decided and audited as by
+    `POST /v1/decisions`. A person unknown or erased is answered `allowed: false` with that
+    reason. Global Privacy Control is one person's signal: pass it on with
+    `POST /v1/decisions`, not here."""
+    if sec_gpc == "1":
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            detail="Sec-GPC is one person's signal: pass it on with POST /v1/decisions",
+        )
+    out = []
+    with _answers_for_consent_errors():
+        answers = await run_in_threadpool(
+            ledger.decide_many,
+            [(i.subject_id, i.purpose, i.categories, i.recipient) for i in body.items],
+            actor=caller.actor,
+        )
+        for answer in answers:
+            if isinstance(answer, SubjectNotFound):
+                out.append(DecisionItemOut(allowed=False, reasons=["no such subject"]))
+            elif isinstance(answer, SubjectErased):
+                out.append(DecisionItemOut(allowed=False, reasons=["this subject was erased"]))
+            else:
+                out.append(DecisionItemOut(allowed=answer.allowed, reasons=list(answer.reasons)))
+    return DecisionsOut(decisions=out)
 
 
 def _decide_with_gpc(

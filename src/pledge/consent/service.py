@@ -33,6 +33,8 @@ from pledge.policy.ages import AgeBand
 from pledge.policy.document import GpcAnswer, LegalBasis
 from pledge.vault import (
     NoPolicyInForce,
+    SubjectErased,
+    SubjectNotFound,
     SubjectState,
     UnknownPurpose,
     all_live_subjects,
@@ -40,6 +42,7 @@ from pledge.vault import (
     erased_subjects,
     live_subjects,
     restricted_subjects,
+    subject_states,
 )
 
 
@@ -49,6 +52,28 @@ class ConsentRefused(ValueError):
 
 class RepromptBlocked(ValueError):
     """An opt-in Pledge prompted for, within 12 months of an opt-out of sale or sharing."""
+
+
+class ChoiceRefusedAt(ValueError):
+    """One of several choices recorded together was refused, so none of them was: `index` is
+    its position, `refusal` why (`UnknownPurpose`, `ConsentRefused`, `RepromptBlocked`,
+    `SubjectNotFound`, `SubjectErased`)."""
+
+    def __init__(self, index: int, refusal: Exception) -> None:
+        super().__init__(index, refusal)
+
+    @property
+    def index(self) -> int:
+        """The refused choice's position among those submitted."""
+        return cast("int", self.args[0])
+
+    @property
+    def refusal(self) -> Exception:
+        """Why it was refused."""
+        return cast("Exception", self.args[1])
+
+    def __str__(self) -> str:
+        return f"choice {self.index}: {self.refusal}"
 
 
 NO_NOTICE = "0" * 64
@@ -141,9 +166,17 @@ class ConsentLedger:
         return seqs
 
     def _checked(
-        self, session: Session, policy: LoadedPolicy, choice: ChoiceToRecord, now: dt.datetime
+        self,
+        session: Session,
+        policy: LoadedPolicy,
+        choice: ChoiceToRecord,
+        now: dt.datetime,
+        *,
+        chooser: tuple[bool, SubjectState | None] | None = None,
     ) -> ConsentEvent:
-        visitor, state = _check_chooser(session, choice.subject_id)
+        """The event to append for `choice`, or its refusal. `chooser`: what `_check_chooser`
+        says of the person, when it was read already."""
+        visitor, state = chooser or _check_chooser(session, choice.subject_id)
         purpose = policy.document.purposes.get(choice.purpose)
         if purpose is None:
             raise UnknownPurpose(choice.purpose)
@@ -191,6 +224,30 @@ class ConsentLedger:
             expires_at=choice.expires_at,
             prompted_by_pledge=choice.prompted_by_pledge,
         )
+
+    def _checked_all(
+        self,
+        session: Session,
+        policy: LoadedPolicy,
+        choices: Sequence[ChoiceToRecord],
+        now: dt.datetime,
+    ) -> list[ConsentEvent]:
+        """Each choice checked; of several, a refused one raises `ChoiceRefusedAt`."""
+        if len(choices) == 1:
+            return [self._checked(session, policy, choices[0], now)]
+        choosers = _choosers(session, [choice.subject_id for choice in choices])
+        checked = []
+        for index, choice in enumerate(choices):
+            try:
+                chooser = choosers.get(choice.subject_id)
+                if chooser is None:
+                    raise SubjectNotFound(choice.subject_id)
+                if isinstance(chooser, Exception):
+                    raise chooser
+                checked.append(self._checked(session, policy, choice, now, chooser=chooser))
+            except (ValueError, LookupError) as refused:
+                raise ChoiceRefusedAt(index, refused) from refused
+        return checked
 
     def _append(self, session: Session, events: list[ConsentEvent]) -> list[int]:
         seq, prev = reserve_chain(session, ConsentHead, len(events))
@@ -281,7 +338,9 @@ class ConsentLedger:
 
     async def arecord(self, choices: Sequence[ChoiceToRecord], *, actor: str) -> list[int]:
         """`record`, for the event loop: the choices join the next batch of concurrent calls
-        (`GroupCommit`), and the call returns once that batch has committed."""
+        (`GroupCommit`), and the call returns once that batch has committed. The choices are
+        recorded all or none: of several, a refused one raises `ChoiceRefusedAt`; a single
+        one raises its refusal itself."""
         outcome = await asyncio.wrap_future(self._writer.submit(_Recording(tuple(choices), actor)))
         return cast("list[int]", outcome)
 
@@ -298,6 +357,52 @@ class ConsentLedger:
         audit entry join the next batch of concurrent calls and return once it has committed."""
         asked = _Deciding(subject_id, purpose, tuple(categories), actor, recipient)
         return cast("Decision", await asyncio.wrap_future(self._writer.submit(asked)))
+
+    def decide_many(
+        self,
+        questions: Sequence[tuple[str, str, Sequence[str], str | None]],
+        *,
+        actor: str,
+        now: dt.datetime | None = None,
+    ) -> list[Decision | SubjectNotFound | SubjectErased]:
+        """`decide` for many questions, each (subject ID, purpose, categories, recipient), in
+        one transaction: the people's states and choices are read together, each question is
+        decided by the compiled table, and each decision is audited. The answers come in
+        order, each a decision or why there is none (an unknown or erased person). A purpose
+        the policy does not declare is answered as `decide` answers it: not allowed, with
+        that reason."""
+        now = now or dt.datetime.now(dt.UTC)
+        table = self._table(self._policy())
+        answers: list[Decision | SubjectNotFound | SubjectErased] = []
+        acts: list[Act] = []
+        with self.sessions() as session, session.begin():
+            choosers = _choosers(session, [subject_id for subject_id, _, _, _ in questions])
+            choices = _choices_of_many(session, list(choosers))
+            for subject_id, purpose, categories, recipient in questions:
+                chooser = choosers.get(subject_id)
+                if chooser is None:
+                    answers.append(SubjectNotFound(subject_id))
+                    continue
+                if isinstance(chooser, SubjectErased):
+                    answers.append(chooser)
+                    continue
+                visitor, state = chooser
+                asked = _Deciding(subject_id, purpose, tuple(categories), actor, recipient)
+                decision = table.decide(
+                    purpose,
+                    asked.categories,
+                    choices.get(subject_id, {}),
+                    now=now,
+                    recipient=recipient,
+                    gpc=False,
+                    visitor=visitor,
+                    band=None if state is None else state.age_band,
+                    frozen=state is not None and state.frozen,
+                )
+                answers.append(decision)
+                acts.append(_decision_act(asked, decision, gpc=False))
+            record_many(session, acts, now=now)
+        return answers
 
     def close(self, timeout: float = 30.0) -> int:
         """Shut down the group commit of `arecord` and `adecide`: what waits is committed, what
@@ -350,7 +455,7 @@ class ConsentLedger:
                             )
                             acts[index] = [act]
                         else:
-                            checked = [self._checked(session, policy, c, now) for c in item.choices]
+                            checked = self._checked_all(session, policy, item.choices, now)
                             waiting.append((index, checked))
                     except (ValueError, LookupError) as refused:  # raised before any write
                         outcomes[index] = refused
@@ -595,13 +700,18 @@ def _decided(
         band=None if state is None else state.age_band,
         frozen=state is not None and state.frozen,
     )
+    return decision, _decision_act(asked, decision, gpc=gpc)
+
+
+def _decision_act(asked: _Deciding, decision: Decision, *, gpc: bool) -> Act:
+    """The audit entry of a decision."""
     details = {
         "allowed": decision.allowed,
         "categories": sorted(asked.categories),
         "recipient": asked.recipient,
         "gpc": gpc,
     }
-    return decision, Act(asked.actor, "decide", asked.subject_id, asked.purpose, details)
+    return Act(asked.actor, "decide", asked.subject_id, asked.purpose, details)
 
 
 def _recorded_acts(actor: str, events: Sequence[ConsentEvent], seqs: Sequence[int]) -> list[Act]:
@@ -644,6 +754,49 @@ def _check_chooser(session: Session, subject_id: str) -> tuple[bool, SubjectStat
     if session.execute(_IS_VISITOR, {"visitor_id": subject_id}).first() is not None:
         return True, None
     return False, check_live_subject(session, subject_id)
+
+
+def _choosers(
+    session: Session, ids: Sequence[str]
+) -> dict[str, tuple[bool, SubjectState | None] | SubjectErased]:
+    """`_check_chooser` for many IDs, a few queries for them all: each visitor or live
+    subject as `_check_chooser` answers it, an erased subject as `SubjectErased`; an unknown
+    ID is left out."""
+    found: dict[str, tuple[bool, SubjectState | None] | SubjectErased] = {}
+    for chunk in _chunks(dict.fromkeys(ids), 500):
+        for visitor_id in session.scalars(
+            select(ConsentVisitor.id).where(ConsentVisitor.id.in_(chunk))
+        ):
+            found[visitor_id] = (True, None)
+        for subject_id, state in subject_states(session, chunk).items():
+            found[subject_id] = SubjectErased(subject_id) if state is None else (False, state)
+    return found
+
+
+def _choices_of_many(session: Session, ids: Sequence[str]) -> dict[str, dict[str, Choice]]:
+    """`current_choices` for many subjects (or visitors)."""
+    choices: dict[str, dict[str, Choice]] = {}
+    for chunk in _chunks(ids, 500):
+        rows = session.execute(
+            select(
+                _CHOICES_TABLE.c.subject_id,
+                _CHOICES_TABLE.c.purpose,
+                _CHOICES_TABLE.c.granted,
+                _CHOICES_TABLE.c.seq,
+                _CHOICES_TABLE.c.at,
+                _CHOICES_TABLE.c.method,
+                _CHOICES_TABLE.c.expires_at,
+            ).where(_CHOICES_TABLE.c.subject_id.in_(chunk))
+        )
+        for r in rows:
+            choices.setdefault(r.subject_id, {})[r.purpose] = Choice(
+                r.granted,
+                r.seq,
+                _utc(r.at),
+                Method(r.method),
+                _utc(r.expires_at) if r.expires_at else None,
+            )
+    return choices
 
 
 # The statements on every write's and decision's path, built once: building a statement costs

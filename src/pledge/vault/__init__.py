@@ -33,6 +33,7 @@ from pledge.vault.service import (
     erased_subjects,
     live_subjects,
     restricted_subjects,
+    subject_states,
 )
 
 __all__ = [
@@ -67,4 +68,5 @@ __all__ = [
     "erased_subjects",
     "live_subjects",
     "restricted_subjects",
+    "subject_states",
 ]

@@ -1135,6 +1135,24 @@ def _aad(row: PersonalValue, *, redacted: bool = False) -> bytes:
     return value_aad(row.subject_id, row.collection_point, row.category, field, row.version)
 
 
+def subject_states(session: Session, subject_ids: Sequence[str]) -> dict[str, SubjectState | None]:
+    """`check_live_subject` for many subjects in one query: each that exists, with its state,
+    or None if it was erased; an unknown subject is left out."""
+    rows = session.execute(
+        select(Subject.id, Subject.shredded_at, Subject.age_band, Subject.frozen_at).where(
+            Subject.id.in_(subject_ids)
+        )
+    )
+    return {
+        row.id: None
+        if row.shredded_at is not None
+        else SubjectState(
+            AgeBand(row.age_band) if row.age_band else None, row.frozen_at is not None
+        )
+        for row in rows
+    }
+
+
 def live_subjects(session: Session, subject_ids: Sequence[str]) -> set[str]:
     """Those of `subject_ids` that exist and were not erased."""
     return set(

@@ -238,3 +238,53 @@ def test_reading_a_consent_record_is_audited_and_checks_the_subject(
     assert entries_for(runtime.sessions, subject)[-1].action == "consent.read"
     with pytest.raises(SubjectNotFound):
         ledger.consent_record("00000000-0000-4000-8000-000000000000", actor="tests")
+
+
+def test_decisions_in_a_batch_are_those_made_one_by_one_and_each_is_audited(
+    runtime: Runtime, ledger: ConsentLedger, subject: str
+) -> None:
+    vault = Vault(runtime.sessions, runtime.keyring, PersonalDataScanner())
+    (other,) = vault.collect(
+        screened(vault, Submission("newsletter", {"email": "other@example.com"}, Source.WEB_FORM)),
+        actor="tests",
+    )
+    (gone,) = vault.collect(
+        screened(vault, Submission("newsletter", {"email": "gone@example.com"}, Source.WEB_FORM)),
+        actor="tests",
+    )
+    vault.shred(gone.subject_id, actor="tests", reason="x")
+    email = "marketing.communications.email"
+    ledger.record([choose(subject, email, Action.GRANT)], actor="tests")
+    ledger.record([choose(other.subject_id, SHARING, Action.WITHDRAW)], actor="tests")
+    stranger = "00000000-0000-4000-8000-000000000000"
+    uses = {email: ["user.contact.email"], SHARING: ["user.device.cookie_id"]}
+    questions = [
+        (who, purpose, uses[purpose], None)
+        for who in (subject, other.subject_id)
+        for purpose in (email, SHARING)
+    ]
+
+    answers = ledger.decide_many(
+        [
+            *questions,
+            (gone.subject_id, email, ["user.contact.email"], None),
+            (stranger, email, [], None),
+        ],
+        actor="apikey:9:batch",
+    )
+
+    one_by_one = [ledger.decide(w, p, c, actor="tests") for w, p, c, _ in questions]
+    assert answers[:4] == one_by_one
+    assert [a.allowed for a in one_by_one] == [True, True, False, False]  # type: ignore[union-attr]
+    assert isinstance(answers[4], SubjectErased)
+    assert isinstance(answers[5], SubjectNotFound)
+    audited = [
+        (e.action, e.purpose)
+        for e in entries_for(runtime.sessions, subject)
+        if e.actor == "apikey:9:batch"
+    ]
+    assert audited == [("decide", email), ("decide", SHARING)]
+    unknown = ("no.such.purpose", ["user.contact.email"])
+    (batched,) = ledger.decide_many([(subject, *unknown, None)], actor="tests")
+    assert batched == ledger.decide(subject, *unknown, actor="tests")
+    assert not batched.allowed  # type: ignore[union-attr]
