@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
+import threading
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -60,15 +61,45 @@ log = logging.getLogger(__name__)
 
 
 async def _database_busy(_request: Request, error: Exception) -> JSONResponse:
-    """A database that is out of reach, or busy past its lock timeout: `503` with a hint to try
-    again, rather than a bare `500`. The transaction was rolled back; the log names the error's
-    type only (its message may quote a statement's values)."""
-    log.warning("database unavailable: %s", type(getattr(error, "orig", None) or error).__name__)
+    """A database out of reach, or busy past its lock timeout: `503` with a hint to try again,
+    rather than a bare `500`. Any other database error (a missing table, a full disk) is a
+    `500` as before. The log names the error's kind only (its message may quote values)."""
+    if not _transient(error):
+        raise error  # the server's own 500, its traceback logged as for any other fault
+    log.warning("database unavailable: %s", _kind_of(error))
     return JSONResponse(
         {"detail": "the database is busy or out of reach: try again shortly"},
         status_code=503,
         headers={"Retry-After": "2"},
     )
+
+
+_TRANSIENT_SQLSTATES = ("08", "40", "57", "55P03")
+"""PostgreSQL: connection exceptions, transaction rollbacks (deadlock, serialization),
+operator intervention (statement timeout, shutdown), lock not available."""
+
+
+def _transient(error: Exception) -> bool:
+    if isinstance(error, PoolTimeout):
+        return True
+    if not isinstance(error, OperationalError):
+        return False
+    if error.connection_invalidated:
+        return True
+    original = error.orig
+    sqlstate = getattr(original, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate.startswith(_TRANSIENT_SQLSTATES)
+    if getattr(original, "sqlite_errorname", None) in {"SQLITE_BUSY", "SQLITE_LOCKED"}:
+        return True
+    # psycopg's own connection failures carry no SQLSTATE.
+    return type(original).__module__.startswith("psycopg") and sqlstate is None
+
+
+def _kind_of(error: Exception) -> str:
+    original = getattr(error, "orig", None) or error
+    code = getattr(original, "sqlstate", None) or getattr(original, "sqlite_errorname", None)
+    return f"{type(original).__name__} ({code})" if code else type(original).__name__
 
 
 _scanner = PersonalDataScanner()
@@ -227,6 +258,8 @@ def create_app(
     )
     app.state.runtime = runtime
     app.state.api_keys = KeyCache(runtime.sessions)
+    # Built in the background: the first free text or staff note is then scanned at once.
+    threading.Thread(target=_scanner.warm, name="pledge-scanner-warm-up", daemon=True).start()
     services = services or build_services(runtime)
     app.state.services = services
     app.state.vault = services.vault

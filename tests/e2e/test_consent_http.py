@@ -276,21 +276,58 @@ def test_a_batch_of_decisions_answers_an_unknown_purpose_and_refuses_a_gpc_heade
     assert unscoped.status_code == 403
 
 
+class _LockNotAvailable(Exception):
+    """What psycopg raises when a lock timeout passes (SQLSTATE 55P03)."""
+
+    sqlstate = "55P03"
+
+
+def _busy(error: Exception) -> object:
+    def fail(*_args: object, **_kwargs: object) -> object:
+        raise OperationalError("BEGIN IMMEDIATE", {}, error)
+
+    return fail
+
+
 def test_a_database_busy_past_its_lock_timeout_is_answered_503_with_retry_after(
     client: TestClient, runtime: Runtime, subject: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def locked(*_args: object, **_kwargs: object) -> object:
-        raise OperationalError(
-            "BEGIN IMMEDIATE", {}, sqlite3.OperationalError("database is locked")
-        )
+    consent = client.app.state.consent  # type: ignore[attr-defined]
+    ask = {"items": [_decide(subject)]}
+    headers = api_headers(runtime, "decide")
+    locked = sqlite3.OperationalError("database is locked")
+    locked.sqlite_errorname = "SQLITE_BUSY"  # type: ignore[attr-defined]
+    for error in (locked, _LockNotAvailable("canceling statement due to lock timeout")):
+        monkeypatch.setattr(consent, "decide_many", _busy(error))
+        busy = client.post("/v1/decisions/batch", json=ask, headers=headers)
+        assert busy.status_code == 503
+        assert busy.headers["retry-after"] == "2"
+        assert "try again" in busy.json()["detail"]
+    # A fault that waiting does not mend stays the server's own error.
+    missing = sqlite3.OperationalError("no such table: consent_choices")
+    missing.sqlite_errorname = "SQLITE_ERROR"  # type: ignore[attr-defined]
+    monkeypatch.setattr(consent, "decide_many", _busy(missing))
+    with pytest.raises(OperationalError, match="no such table"):
+        client.post("/v1/decisions/batch", json=ask, headers=headers)
 
-    monkeypatch.setattr(client.app.state.consent, "decide_many", locked)  # type: ignore[attr-defined]
-    busy = client.post(
-        "/v1/decisions/batch",
-        json={"items": [_decide(subject)]},
-        headers=api_headers(runtime, "decide"),
-    )
 
-    assert busy.status_code == 503
-    assert busy.headers["retry-after"] == "2"
-    assert "try again" in busy.json()["detail"]
+def test_a_batch_refuses_a_prompted_opt_in_right_after_its_own_opt_out(
+    client: TestClient, runtime: Runtime, subject: str
+) -> None:
+    headers = api_headers(runtime, "consent:write", "consent:read")
+    before = client.get(f"/v1/subjects/{subject}/consent", headers=headers).json()["history"]
+    batch = [
+        _choice(subject, purpose=SHARING, action="withdraw"),
+        _choice(subject, purpose=SHARING, prompted_by_pledge=True),
+    ]
+    one_alone = [_choice("00000000-0000-4000-8000-000000000000")]
+
+    prompted = client.post("/v1/consent/batch", json={"items": batch}, headers=headers)
+    missing = client.post("/v1/consent/batch", json={"items": one_alone}, headers=headers)
+
+    assert prompted.status_code == 409
+    assert prompted.json()["detail"][0]["loc"] == ["body", "items", 1]
+    assert missing.status_code == 404
+    assert missing.json()["detail"][0]["loc"] == ["body", "items", 0]
+    after = client.get(f"/v1/subjects/{subject}/consent", headers=headers).json()["history"]
+    assert after == before

@@ -81,6 +81,13 @@ def test_a_request_by_post_goes_from_entry_to_erasure_through_the_console(
     assert "Record as verified" in page.text
     assert "Approve" not in page.text  # a support agent decides nothing
     token = form_token(page.text)
+    leaky = client.post(
+        f"{request_url}/verify",
+        data={"form_token": token, "note": "her letter gave kim@example.com", "subject_id": person},
+    )
+    assert leaky.status_code == 422
+    assert "must not hold personal data" in leaky.text
+    assert services.requests.get(request_id).status.value == "awaiting_verification"
     client.post(f"{request_url}/acknowledge", data={"form_token": token, "note": "letter sent"})
     verified = client.post(
         f"{request_url}/verify",

@@ -178,6 +178,17 @@ def test_staff_work_a_deletion_through_the_api(
     assert created.json()["status"] == "awaiting_verification"
     assert not created.json()["overdue"]
 
+    for action, leak in (
+        ("verify", {"note": "called back on (415) 555-0132"}),
+        ("acknowledge", {"reason": "letter sent to 12 Elm Street"}),
+        ("deny", {"reason": "ada@example.com is not hers"}),
+    ):
+        leaky = client.post(f"/v1/requests/{request_id}/{action}", json=leak, headers=staff)
+        assert leaky.status_code == 422, (action, leaky.text)
+        assert "must not hold personal data" in leaky.json()["detail"]
+    assert client.get(f"/v1/requests/{request_id}", headers=staff).json()["status"] == (
+        "awaiting_verification"
+    )
     verified = client.post(
         f"/v1/requests/{request_id}/verify",
         json={"note": "called back on the number we hold; 2 data points matched"},

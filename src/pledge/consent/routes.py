@@ -263,7 +263,7 @@ async def record_choices(
     choices = [ChoiceToRecord(**item.model_dump()) for item in body.items]
     try:
         with _answers_for_consent_errors():
-            seqs = await ledger.arecord(choices, actor=caller.actor)
+            seqs = await ledger.arecord(choices, actor=caller.actor, located=True)
     except ChoiceRefusedAt as refused:
         raise _answer_for_item(refused) from None
     return RecordedManyOut(seqs=seqs)

@@ -173,9 +173,11 @@ class ConsentLedger:
         now: dt.datetime,
         *,
         chooser: tuple[bool, SubjectState | None] | None = None,
+        earlier: Sequence[ConsentEvent] = (),
     ) -> ConsentEvent:
         """The event to append for `choice`, or its refusal. `chooser`: what `_check_chooser`
-        says of the person, when it was read already."""
+        says of the person, when it was read already; `earlier`: the events checked before it
+        in the same call, not appended yet (a withdrawal there blocks a prompted grant)."""
         visitor, state = chooser or _check_chooser(session, choice.subject_id)
         purpose = policy.document.purposes.get(choice.purpose)
         if purpose is None:
@@ -204,7 +206,9 @@ class ConsentLedger:
                 f"'{choice.purpose}' rests on {purpose.legal_basis.value}: it asks for no consent"
             )
         if choice.action is Action.GRANT and choice.prompted_by_pledge:
-            history = events_of(session, choice.subject_id)
+            history = events_of(session, choice.subject_id) + [
+                e for e in earlier if e.subject_id == choice.subject_id
+            ]
             until = reprompt_blocked_until(history, choice.purpose, purpose.sale or purpose.sharing)
             if until is not None and now < until:
                 raise RepromptBlocked(
@@ -231,12 +235,15 @@ class ConsentLedger:
         policy: LoadedPolicy,
         choices: Sequence[ChoiceToRecord],
         now: dt.datetime,
+        *,
+        located: bool = False,
     ) -> list[ConsentEvent]:
-        """Each choice checked; of several, a refused one raises `ChoiceRefusedAt`."""
-        if len(choices) == 1:
+        """Each choice checked; of several (or when `located`), a refused one raises
+        `ChoiceRefusedAt`."""
+        if len(choices) == 1 and not located:
             return [self._checked(session, policy, choices[0], now)]
         choosers = _choosers(session, [choice.subject_id for choice in choices])
-        checked = []
+        checked: list[ConsentEvent] = []
         for index, choice in enumerate(choices):
             try:
                 chooser = choosers.get(choice.subject_id)
@@ -244,7 +251,9 @@ class ConsentLedger:
                     raise SubjectNotFound(choice.subject_id)
                 if isinstance(chooser, Exception):
                     raise chooser
-                checked.append(self._checked(session, policy, choice, now, chooser=chooser))
+                checked.append(
+                    self._checked(session, policy, choice, now, chooser=chooser, earlier=checked)
+                )
             except (ValueError, LookupError) as refused:
                 raise ChoiceRefusedAt(index, refused) from refused
         return checked
@@ -336,12 +345,15 @@ class ConsentLedger:
             record_many(session, [act], now=now)
         return decision
 
-    async def arecord(self, choices: Sequence[ChoiceToRecord], *, actor: str) -> list[int]:
+    async def arecord(
+        self, choices: Sequence[ChoiceToRecord], *, actor: str, located: bool = False
+    ) -> list[int]:
         """`record`, for the event loop: the choices join the next batch of concurrent calls
         (`GroupCommit`), and the call returns once that batch has committed. The choices are
-        recorded all or none: of several, a refused one raises `ChoiceRefusedAt`; a single
-        one raises its refusal itself."""
-        outcome = await asyncio.wrap_future(self._writer.submit(_Recording(tuple(choices), actor)))
+        recorded all or none: of several (or with `located`), a refused one raises
+        `ChoiceRefusedAt`; a single one raises its refusal itself."""
+        recording = _Recording(tuple(choices), actor, located)
+        outcome = await asyncio.wrap_future(self._writer.submit(recording))
         return cast("list[int]", outcome)
 
     async def adecide(
@@ -455,7 +467,9 @@ class ConsentLedger:
                             )
                             acts[index] = [act]
                         else:
-                            checked = self._checked_all(session, policy, item.choices, now)
+                            checked = self._checked_all(
+                                session, policy, item.choices, now, located=item.located
+                            )
                             waiting.append((index, checked))
                     except (ValueError, LookupError) as refused:  # raised before any write
                         outcomes[index] = refused
@@ -664,6 +678,8 @@ class _Recording:
 
     choices: tuple[ChoiceToRecord, ...]
     actor: str
+    located: bool = False
+    """A refusal says which choice it was (`ChoiceRefusedAt`), even of one."""
 
 
 @dataclass(frozen=True)

@@ -319,7 +319,8 @@ class ConnectedDatabases:
         """Write `new_value` into every declared column of `category` in the person's rows,
         one transaction per database, except in tables kept by law (`keep`): those rows are
         records of what happened (where an order was shipped), and a correction leaves them as
-        they were; the report names them with their reason."""
+        they were, but for their identity columns (the person is still found by the corrected
+        address); the report names them with their reason."""
         canonical = normalized_identities(identities)
         if not self.declares(category):
             raise UnknownCategory(f"no connected table declares a column of '{category}'")
@@ -335,14 +336,19 @@ class ConnectedDatabases:
                     holds = any(c.category == category for c in table.columns.values())
                     if not holds or not found[table_name]:
                         continue
-                    if table.keep is not None:
+                    identity_columns = {ident.column for ident in table.identities.values()}
+                    if table.keep is not None and any(
+                        c.category == category and n not in identity_columns
+                        for n, c in table.columns.items()
+                    ):
                         records.append(
                             Retained(name, table_name, table.keep.reason, len(found[table_name]))
                         )
-                        continue
                     for column_name, column in table.columns.items():
                         if column.category != category:
                             continue
+                        if table.keep is not None and column_name not in identity_columns:
+                            continue  # a record of what happened, kept as it was
                         value = stored_correction(table, column_name, new_value)
                         target = sql.c[column_name]
                         for chunk in chunks(_sorted(found[table_name])):

@@ -27,6 +27,7 @@ from pledge.requests.service import (
     RequestDesk,
     RequestNotFound,
     RequestView,
+    StaffTextRefused,
     TransitionView,
     VerificationResult,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "RequestDesk",
     "RequestNotFound",
     "RequestView",
+    "StaffTextRefused",
     "Status",
     "TransitionRefused",
     "TransitionView",

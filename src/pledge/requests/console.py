@@ -31,6 +31,7 @@ from pledge.requests.service import (
     IntakeRefused,
     RequestDesk,
     RequestNotFound,
+    StaffTextRefused,
 )
 from pledge.staff import ConsoleForm, Permission, Staff, console_page, require
 from pledge.web import page_templates
@@ -330,6 +331,8 @@ def _act(
         getattr(desk, action)(request_id, actor=staff.actor, **arguments)
     except RequestNotFound:
         return console_page(request, _templates, "console_missing.html.j2", staff, 404)
+    except StaffTextRefused as refused:
+        return _request_page(request, desk, staff, request_id, 422, error=str(refused))
     except (TransitionRefused, ExtensionRefused, IntakeRefused) as refused:
         return _request_page(request, desk, staff, request_id, 409, error=str(refused))
     return RedirectResponse(

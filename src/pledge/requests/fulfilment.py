@@ -277,18 +277,9 @@ class Fulfilment:
                 },
             )
         names = ", ".join(document.category_name(c) for c in sorted(changed)) or "nothing"
-        answer = (
-            f"We corrected what you asked: {names}."
-            if changed or connected_changed
-            else "We found nothing to correct: what we hold already matches what you "
-            "gave us, or we hold nothing under your e-mail address."
+        answer = _correction_answer(
+            names if changed or connected_changed else None, unchanged_records
         )
-        if unchanged_records:
-            reasons = " ".join(dict.fromkeys(unchanged_records.values()))
-            answer += (
-                " Records the law requires us to keep as they were are not rewritten by a "
-                f"correction: {reasons}"
-            )
         self.desk.complete(
             view.id,
             outcome={
@@ -567,4 +558,27 @@ def _deletion_answer(outcome: Mapping[str, Any], document: PolicyDocument) -> st
         f"\n\nWe keep a record of this request itself, without its details, for "
         f"{months.amount} {months.unit.value}{'s' if months.amount > 1 else ''}, as the law "
         "requires."
+    )
+
+
+def _correction_answer(corrected: str | None, unchanged_records: dict[str, str]) -> str:
+    """What a correction request is answered: what was corrected (None: nothing), and the
+    records kept by law that a correction does not rewrite, with their reasons."""
+    reasons = " ".join(dict.fromkeys(unchanged_records.values()))
+    if corrected is not None:
+        answer = f"We corrected what you asked: {corrected}."
+        if unchanged_records:
+            answer += (
+                " Records the law requires us to keep as they were are not rewritten by a "
+                f"correction: {reasons}"
+            )
+        return answer
+    if unchanged_records:
+        return (
+            "We changed nothing: what you asked to correct is held only in records the law "
+            f"requires us to keep as they were, which are not rewritten by a correction: {reasons}"
+        )
+    return (
+        "We found nothing to correct: what we hold already matches what you gave us, or we hold "
+        "nothing under your e-mail address."
     )

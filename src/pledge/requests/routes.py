@@ -22,6 +22,7 @@ from pledge.requests.service import (
     RequestDesk,
     RequestNotFound,
     RequestView,
+    StaffTextRefused,
 )
 
 api = APIRouter(prefix="/v1/requests", tags=["privacy requests"])
@@ -185,6 +186,8 @@ def _out(desk: RequestDesk, view: RequestView) -> RequestOut:
 def _failures(error: Exception) -> HTTPException:
     if isinstance(error, RequestNotFound):
         return HTTPException(status.HTTP_404_NOT_FOUND, detail="no such request")
+    if isinstance(error, StaffTextRefused):
+        return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(error))
     return HTTPException(status.HTTP_409_CONFLICT, detail=str(error))
 
 
@@ -280,7 +283,7 @@ def acknowledge(request_id: RequestId, body: ReasonIn, desk: DeskDep, caller: Wr
     says how (a letter, a call). Requests with an e-mail address are acknowledged on receipt."""
     try:
         return _out(desk, desk.acknowledge(request_id, actor=caller.actor, note=body.reason))
-    except RequestNotFound as error:
+    except (RequestNotFound, IntakeRefused) as error:
         raise _failures(error) from None
 
 

@@ -79,6 +79,11 @@ class IntakeRefused(ValueError):
     """The request cannot be received as given."""
 
 
+class StaffTextRefused(IntakeRefused):
+    """A staff note or reason holds personal data (it would be kept in clear): nothing was
+    done."""
+
+
 class ExtensionRefused(ValueError):
     """The request cannot be extended (again, or this late)."""
 
@@ -692,7 +697,7 @@ class RequestDesk:
         )
 
     def _staff_text(self, text: str, what: str, document: PolicyDocument) -> str:
-        """`text` a staff member wrote, stripped; refused (`IntakeRefused`) when it holds an
+        """`text` a staff member wrote, stripped; refused (`StaffTextRefused`) when it holds an
         e-mail address, a phone number, a card number or a street address other than the
         business's own: notes and reasons are kept in clear, in the request's record and the
         audit log, which hold no personal values."""
@@ -701,7 +706,7 @@ class RequestDesk:
             text, allowed=document.organization.contact_details()
         )
         if found:
-            raise IntakeRefused(
+            raise StaffTextRefused(
                 f"{what} is kept in clear in the request's record and the audit log, so it must "
                 f"not hold personal data; it holds {' and '.join(found)}. Say what was done, "
                 "not the values."

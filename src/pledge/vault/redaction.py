@@ -84,6 +84,10 @@ class PersonalDataScanner:
         self._lock = threading.Lock()
         self._engine: AnalyzerEngine | None = None
 
+    def warm(self) -> None:
+        """Build the analyzer now (about half a second), so the first text scanned does not."""
+        self._analyzer()
+
     def _analyzer(self) -> AnalyzerEngine:
         with self._lock:
             if self._engine is None:
@@ -107,14 +111,20 @@ class PersonalDataScanner:
         """The kinds of personal data in `text` (in words, each once, in the order found),
         leaving out links and the values of `allowed`, the business's own contact details
         (its privacy e-mail, phone and street address), which a staff member may well quote.
-        Names and dates are not found: the scanner has no language model."""
+        Every finding counts, even one inside a link (a phone number in a URL's query). Names
+        and dates are not found: the scanner has no language model."""
         mine = {_comparable(value) for value in allowed if value}
         kinds: dict[str, None] = {}
-        for start, end, kind in self._spans(text):
-            found = _comparable(text[start:end])
-            if kind == "URL" or any(found and found in value for value in mine):
+        results = sorted(self._analyzer().analyze(text=text, language="en"), key=lambda r: r.start)
+        for result in results:
+            if result.entity_type == "URL":
                 continue
-            kinds[KIND_NAMES.get(kind, "personal data")] = None
+            found = _comparable(text[result.start : result.end])
+            if found in mine or (
+                result.entity_type == "STREET_ADDRESS" and any(v.startswith(found) for v in mine)
+            ):
+                continue  # the business's own (a street address perhaps without its suite)
+            kinds[KIND_NAMES.get(result.entity_type, "personal data")] = None
         return list(kinds)
 
     def _spans(self, text: str) -> list[tuple[int, int, str]]:

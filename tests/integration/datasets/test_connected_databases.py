@@ -358,6 +358,24 @@ def test_a_correction_leaves_the_orders_kept_as_tax_records_as_they_were(
     )
 
 
+def test_a_correction_still_moves_the_identity_in_a_kept_table_so_the_person_is_found(
+    shop: Shop, connect: Callable[[DatasetFile], ConnectedDatabases]
+) -> None:
+    def customers_kept(raw: Raw) -> None:
+        tables_of(raw)["customers"]["keep"] = {"reason": "Customer records are kept for audits."}
+
+    databases = connect(shop_variant(customers_kept))
+
+    report = databases.correct(ALICE, "user.contact.email", "alice.new@example.com")
+
+    assert report.changed == 1
+    assert report.unchanged_records == ()
+    assert databases.find({"email": "alice.new@example.com"}).keys("shop", "orders") == (10, 11)
+    names = databases.correct({"email": "alice.new@example.com"}, "user.name", "Alice L.")
+    assert names.changed == 0
+    assert [r.table for r in names.unchanged_records] == ["customers"]
+
+
 def test_a_correction_changes_every_row_of_the_person_and_no_other(
     shop: Shop, connect: Callable[[DatasetFile], ConnectedDatabases]
 ) -> None:

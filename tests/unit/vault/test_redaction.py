@@ -123,3 +123,20 @@ def test_staff_text_names_the_personal_data_in_it_but_not_the_business_own_conta
     )
     assert scanner.personal_data_in(quoted, allowed=business) == []
     assert scanner.personal_data_in("Verified by phone: the caller answered three questions.") == []
+
+
+def test_only_the_business_own_details_pass_never_a_part_of_them_or_data_inside_a_link(
+    scanner: PersonalDataScanner,
+) -> None:
+    business = ["info@auraphoto.com", "11620 Wilshire Blvd., FL 9"]
+
+    assert scanner.personal_data_in("Write to cy@auraphoto.com.", allowed=business) == [
+        "an e-mail address"
+    ]
+    assert scanner.personal_data_in("She lives at 620 Wilshire Blvd.", allowed=business) == [
+        "a street address"
+    ]
+    assert scanner.personal_data_in(
+        "Found in https://crm.example/search?phone=4155550132 today.", allowed=business
+    ) == ["a phone number"]
+    assert scanner.personal_data_in("Send it to 11620 Wilshire Blvd.", allowed=business) == []
