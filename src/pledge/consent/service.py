@@ -7,7 +7,7 @@ import asyncio
 import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, insert, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -794,25 +794,24 @@ def _choices_of_many(session: Session, ids: Sequence[str]) -> dict[str, dict[str
     choices: dict[str, dict[str, Choice]] = {}
     for chunk in _chunks(ids, 500):
         rows = session.execute(
-            select(
-                _CHOICES_TABLE.c.subject_id,
-                _CHOICES_TABLE.c.purpose,
-                _CHOICES_TABLE.c.granted,
-                _CHOICES_TABLE.c.seq,
-                _CHOICES_TABLE.c.at,
-                _CHOICES_TABLE.c.method,
-                _CHOICES_TABLE.c.expires_at,
-            ).where(_CHOICES_TABLE.c.subject_id.in_(chunk))
-        )
-        for r in rows:
-            choices.setdefault(r.subject_id, {})[r.purpose] = Choice(
-                r.granted,
-                r.seq,
-                _utc(r.at),
-                Method(r.method),
-                _utc(r.expires_at) if r.expires_at else None,
+            select(_CHOICES_TABLE.c.subject_id, *_CHOICE_COLUMNS).where(
+                _CHOICES_TABLE.c.subject_id.in_(chunk)
             )
+        )
+        for row in rows:
+            choices.setdefault(row.subject_id, {})[row.purpose] = _choice(row)
     return choices
+
+
+def _choice(row: Any) -> Choice:
+    """A current choice from its row (`_CHOICE_COLUMNS`)."""
+    return Choice(
+        row.granted,
+        row.seq,
+        _utc(row.at),
+        Method(row.method),
+        _utc(row.expires_at) if row.expires_at else None,
+    )
 
 
 # The statements on every write's and decision's path, built once: building a statement costs
@@ -827,30 +826,22 @@ _FORGET_CHOICE = delete(_CHOICES_TABLE).where(
     _CHOICES_TABLE.c.subject_id == bindparam("forget_subject"),
     _CHOICES_TABLE.c.purpose == bindparam("forget_purpose"),
 )
-_CHOICES_OF = select(
+_CHOICE_COLUMNS = (
     _CHOICES_TABLE.c.purpose,
     _CHOICES_TABLE.c.granted,
     _CHOICES_TABLE.c.seq,
     _CHOICES_TABLE.c.at,
     _CHOICES_TABLE.c.method,
     _CHOICES_TABLE.c.expires_at,
-).where(_CHOICES_TABLE.c.subject_id == bindparam("subject_id"))
+)
+_CHOICES_OF = select(*_CHOICE_COLUMNS).where(_CHOICES_TABLE.c.subject_id == bindparam("subject_id"))
 _IS_VISITOR = select(ConsentVisitor.id).where(ConsentVisitor.id == bindparam("visitor_id"))
 
 
 def current_choices(session: Session, subject_id: str) -> dict[str, Choice]:
     """The subject's current choice per purpose, read in `session`."""
     rows = session.execute(_CHOICES_OF, {"subject_id": subject_id})
-    return {
-        r.purpose: Choice(
-            r.granted,
-            r.seq,
-            _utc(r.at),
-            Method(r.method),
-            _utc(r.expires_at) if r.expires_at else None,
-        )
-        for r in rows
-    }
+    return {row.purpose: _choice(row) for row in rows}
 
 
 def events_of(session: Session, subject_id: str) -> list[ConsentEvent]:
