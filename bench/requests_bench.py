@@ -68,7 +68,16 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
-from vault_bench import REPO, bench_settings, free_port, percentile, prepared, seed, server
+from vault_bench import (
+    REPO,
+    bench_settings,
+    environment_of,
+    free_port,
+    percentile,
+    prepared,
+    seed,
+    server,
+)
 
 import pledge
 import pledge.requests.fulfilment as fulfilment_module
@@ -310,17 +319,7 @@ def smtp_sink() -> Iterator[int]:
 def job_workers(settings: Settings, processes: int, threads: int) -> Iterator[None]:
     """`processes` x `pledge worker --workers threads`, on the server's settings (the queue
     must be Redis: a SQLite queue is a file of the server's machine)."""
-    env = {
-        **os.environ,
-        "PLEDGE_ENVIRONMENT": settings.environment.value,
-        "PLEDGE_SECRET_KEY": settings.secret_key.get_secret_value(),
-        "PLEDGE_DATABASE_URL": settings.database_url,
-        "PLEDGE_KEYSTORE_URL": settings.keystore_url,
-        "PLEDGE_MASTER_KEY_FILE": str(settings.master_key_file),
-        "PLEDGE_PUBLIC_URL": settings.public_url,
-        "PLEDGE_JOBS_URL": settings.jobs_url,
-        "PLEDGE_LOG_LEVEL": "WARNING",
-    }
+    env = environment_of(settings)
     command = [sys.executable, "-m", "pledge.cli", "worker", "--workers", str(threads)]
     started = [
         subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL) for _ in range(processes)

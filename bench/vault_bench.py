@@ -111,11 +111,9 @@ def free_port() -> int:
         return port
 
 
-@contextmanager
-def server(settings: Settings, *options: str) -> Iterator[str]:
-    """`pledge serve [options]` in a process of its own, on `settings`; yields its base URL."""
-    port = free_port()
-    env = {
+def environment_of(settings: Settings) -> dict[str, str]:
+    """The environment a `pledge` command started by a benchmark runs with: `settings`."""
+    return {
         **os.environ,
         "PLEDGE_ENVIRONMENT": settings.environment.value,
         "PLEDGE_SECRET_KEY": settings.secret_key.get_secret_value(),
@@ -126,6 +124,13 @@ def server(settings: Settings, *options: str) -> Iterator[str]:
         "PLEDGE_JOBS_URL": settings.jobs_url,
         "PLEDGE_LOG_LEVEL": "WARNING",
     }
+
+
+@contextmanager
+def server(settings: Settings, *options: str) -> Iterator[str]:
+    """`pledge serve [options]` in a process of its own, on `settings`; yields its base URL."""
+    port = free_port()
+    env = environment_of(settings)
     with tempfile.TemporaryFile() as errors:
         process = subprocess.Popen(
             [sys.executable, "-m", "pledge.cli", "serve", "--port", str(port), *options],

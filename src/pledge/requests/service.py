@@ -1102,6 +1102,48 @@ class RequestDesk:
         if current is not None:
             check_transition(current, wanted)
         row.status = wanted.value
+        details = {"request": row.id, "from": None if current is None else current.value}
+        self._history(
+            session,
+            row,
+            current,
+            wanted,
+            actor=actor,
+            note=note,
+            action="request.status",
+            details={**details, "to": wanted.value},
+        )
+
+    def _note(
+        self, session: Session, row: PrivacyRequest, status: Status, *, actor: str, note: str
+    ) -> None:
+        """A step in a request's history that leaves its status as it is (an extension while
+        it waits for the person's proof); audited like a move."""
+        details = {"request": row.id, "status": status.value}
+        self._history(
+            session,
+            row,
+            status,
+            status,
+            actor=actor,
+            note=note,
+            action="request.extended",
+            details=details,
+        )
+
+    @staticmethod
+    def _history(
+        session: Session,
+        row: PrivacyRequest,
+        current: Status | None,
+        wanted: Status,
+        *,
+        actor: str,
+        note: str | None,
+        action: str,
+        details: Mapping[str, str | None],
+    ) -> None:
+        """One line of the request's history (`request_transitions`) and its audit entry."""
         now = _now()
         session.add(
             RequestTransition(
@@ -1116,40 +1158,10 @@ class RequestDesk:
         record(
             session,
             actor=actor,
-            action="request.status",
+            action=action,
             subject_id=row.subject_id,
             purpose=PRIVACY_REQUESTS,
-            details={
-                "request": row.id,
-                "from": None if current is None else current.value,
-                "to": wanted.value,
-            },
-            now=now,
-        )
-
-    def _note(
-        self, session: Session, row: PrivacyRequest, status: Status, *, actor: str, note: str
-    ) -> None:
-        """A step in a request's history that leaves its status as it is (an extension while
-        it waits for the person's proof); audited like a move."""
-        now = _now()
-        session.add(
-            RequestTransition(
-                request_id=row.id,
-                from_status=status.value,
-                to_status=status.value,
-                actor=actor,
-                at=now,
-                note=note,
-            )
-        )
-        record(
-            session,
-            actor=actor,
-            action="request.extended",
-            subject_id=row.subject_id,
-            purpose=PRIVACY_REQUESTS,
-            details={"request": row.id, "status": status.value},
+            details=details,
             now=now,
         )
 
