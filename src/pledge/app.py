@@ -56,6 +56,7 @@ from pledge.staff import StaffDirectory, console_exception_handlers
 from pledge.staff import page_routes as staff_console
 from pledge.vault import PersonalDataScanner, Vault
 from pledge.vault import api_routes as vault_routes
+from pledge.web.bodies import add_body_schemas
 
 log = logging.getLogger(__name__)
 
@@ -286,24 +287,27 @@ def create_app(
     app.add_middleware(AccessLog)
     if settings.banner_origins:
         app.add_middleware(BannerCors, origins=settings.banner_origins)
-    app.include_router(api_routes)
-    app.include_router(vault_routes)
-    app.include_router(consent_routes)
-    app.include_router(consent_pages)
-    app.include_router(cookie_banner)
-    app.include_router(mail_routes)
-    app.include_router(mail_pages)
-    app.include_router(job_routes)
-    app.include_router(request_routes)
-    app.include_router(children_routes)
-    app.include_router(children_pages)
-    app.include_router(center_pages)
-    app.include_router(center_request_pages)
-    app.include_router(center_children_pages)
-    app.include_router(staff_console)
-    app.include_router(request_console)
-    app.include_router(children_console)
-    app.include_router(page_routes)
+    for routes in (
+        api_routes,
+        vault_routes,
+        consent_routes,
+        consent_pages,
+        cookie_banner,
+        mail_routes,
+        mail_pages,
+        job_routes,
+        request_routes,
+        children_routes,
+        children_pages,
+        center_pages,
+        center_request_pages,
+        center_children_pages,
+        staff_console,
+        request_console,
+        children_console,
+        page_routes,
+    ):
+        app.include_router(routes)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and database check")
     def healthz() -> dict[str, str]:
@@ -311,6 +315,7 @@ def create_app(
             connection.exec_driver_sql("SELECT 1")
         return {"status": "ok"}
 
+    add_body_schemas(app)
     return app
 
 

@@ -249,6 +249,45 @@ def test_a_batch_with_one_refused_choice_records_none_and_says_which(
     assert after == before
 
 
+def test_a_batch_body_that_fails_its_checks_is_answered_as_a_declared_body_and_changes_nothing(
+    client: TestClient, runtime: Runtime, subject: str
+) -> None:
+    """The batch endpoints validate their JSON straight from the bytes: the answers to bad
+    input must stay those of any other endpoint (422, located under "body"), and a caller
+    without a key learns nothing about the body."""
+    headers = api_headers(runtime, "consent:write", "consent:read", "decide")
+    before = client.get(f"/v1/subjects/{subject}/consent", headers=headers).json()["history"]
+    bad_id = {**_decide(subject), "subject_id": "not-a-uuid"}
+    extra = {**_choice(subject), "note": "unexpected"}
+
+    broken = client.post(
+        "/v1/decisions/batch",
+        content=b'{"items": [',
+        headers={**headers, "Content-Type": "application/json"},
+    )
+    third = client.post(
+        "/v1/decisions/batch",
+        json={"items": [_decide(subject), _decide(subject), bad_id]},
+        headers=headers,
+    )
+    unexpected = client.post(
+        "/v1/consent/batch", json={"items": [_choice(subject), extra]}, headers=headers
+    )
+    keyless = client.post("/v1/consent/batch", content=b"{", headers={})
+
+    assert broken.status_code == 422
+    assert broken.json()["detail"][0]["loc"][0] == "body"
+    assert broken.json()["detail"][0]["type"] == "json_invalid"
+    assert third.status_code == 422
+    (problem,) = third.json()["detail"]
+    assert problem["loc"] == ["body", "items", 2, "subject_id"]
+    assert unexpected.status_code == 422
+    assert unexpected.json()["detail"][0]["loc"] == ["body", "items", 1, "note"]
+    assert keyless.status_code == 401
+    after = client.get(f"/v1/subjects/{subject}/consent", headers=headers).json()["history"]
+    assert after == before
+
+
 def test_a_batch_of_decisions_answers_an_unknown_purpose_and_refuses_a_gpc_header(
     client: TestClient, runtime: Runtime, subject: str
 ) -> None:

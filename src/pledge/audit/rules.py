@@ -27,27 +27,48 @@ class ChainLink:
     prev_hash: str
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+# Built once: `json.dumps` with options builds an encoder on every call, and an entry is
+# written on every decision's path. The output is the same as `json.dumps` with these options.
+
+
 def canonical_details(details: Mapping[str, Any]) -> str:
     """Details as canonical JSON, so the same details always hash the same."""
-    return json.dumps(details, sort_keys=True, separators=(",", ":"), default=str)
+    return _CANONICAL.encode(details)
+
+
+def hashed_time(at: dt.datetime) -> str:
+    """How an entry's time enters its hash: ISO 8601 in UTC (a naive time is taken as UTC)."""
+    return (at.astimezone(dt.UTC) if at.tzinfo else at.replace(tzinfo=dt.UTC)).isoformat()
 
 
 def entry_hash(link: ChainLink) -> str:
     """SHA-256 over every field of the entry and the previous entry's hash."""
-    at = link.at.astimezone(dt.UTC) if link.at.tzinfo else link.at.replace(tzinfo=dt.UTC)
-    payload = json.dumps(
-        [
-            link.seq,
-            at.isoformat(),
-            link.actor,
-            link.action,
-            link.subject_id,
-            link.purpose,
-            link.details,
-            link.prev_hash,
-        ],
-        separators=(",", ":"),
+    return link_hash(
+        link.seq,
+        hashed_time(link.at),
+        link.actor,
+        link.action,
+        link.subject_id,
+        link.purpose,
+        link.details,
+        link.prev_hash,
     )
+
+
+def link_hash(  # noqa: PLR0917 - the fields of a link, in the order they are hashed
+    seq: int,
+    at: str,
+    actor: str,
+    action: str,
+    subject_id: str | None,
+    purpose: str | None,
+    details: str,
+    prev_hash: str,
+) -> str:
+    """`entry_hash` of a link given field by field, its time already as `hashed_time`."""
+    payload = _COMPACT.encode([seq, at, actor, action, subject_id, purpose, details, prev_hash])
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

@@ -11,7 +11,14 @@ from sqlalchemy import Select, Table, Update, bindparam, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import ReturningUpdate
 
-from pledge.audit.rules import ChainBreak, ChainLink, canonical_details, entry_hash, find_break
+from pledge.audit.rules import (
+    ChainBreak,
+    ChainLink,
+    canonical_details,
+    find_break,
+    hashed_time,
+    link_hash,
+)
 from pledge.audit.tables import AuditEntry, AuditHead, ChainHeadColumns
 
 HEAD_ID = 1
@@ -55,23 +62,27 @@ def record_many(
         return []
     first_seq, prev_hash = reserve_chain(session, AuditHead, len(acts))
     at = now or dt.datetime.now(dt.UTC)
-    rows = []
-    for offset, act in enumerate(acts):
-        link = ChainLink(
-            seq=first_seq + offset,
-            at=at,
-            actor=act.actor,
-            action=act.action,
-            subject_id=act.subject_id,
-            purpose=act.purpose,
-            details=canonical_details(act.details),
-            prev_hash=prev_hash,
+    at_hashed = hashed_time(at)
+    rows: list[dict[str, Any]] = []
+    for seq, act in enumerate(acts, start=first_seq):
+        details = canonical_details(act.details)
+        row = {
+            "seq": seq,
+            "at": at,
+            "actor": act.actor,
+            "action": act.action,
+            "subject_id": act.subject_id,
+            "purpose": act.purpose,
+            "details": details,
+            "prev_hash": prev_hash,
+        }
+        prev_hash = row["hash"] = link_hash(
+            seq, at_hashed, act.actor, act.action, act.subject_id, act.purpose, details, prev_hash
         )
-        prev_hash = entry_hash(link)
-        rows.append({**link.__dict__, "hash": prev_hash})
+        rows.append(row)
     session.execute(_INSERT_ENTRIES, rows)
     advance_chain(session, AuditHead, prev_hash)
-    return [row["seq"] for row in rows]
+    return list(range(first_seq, first_seq + len(acts)))
 
 
 _INSERT_ENTRIES = insert(cast("Table", AuditEntry.__table__))

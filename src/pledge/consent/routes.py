@@ -7,7 +7,17 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, status
+from fastapi import (
+    APIRouter,
+    Depends,
+    FastAPI,
+    Header,
+    HTTPException,
+    Query,
+    Request,
+    Response,
+    status,
+)
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from starlette.concurrency import run_in_threadpool
@@ -31,6 +41,7 @@ from pledge.vault import (
     Vault,
     answers_for_vault_errors,
 )
+from pledge.web.bodies import JsonBody, documented_body, json_answer
 
 
 @asynccontextmanager
@@ -252,12 +263,13 @@ async def record_choice(
     status_code=201,
     response_model=RecordedManyOut,
     summary="Record many consent choices at once",
+    openapi_extra=documented_body(ChoicesIn),
 )
 async def record_choices(
-    body: ChoicesIn,
     ledger: LedgerDep,
     caller: Annotated[Caller, Depends(require_scope("consent:write"))],
-) -> RecordedManyOut:
+    body: Annotated[ChoicesIn, Depends(JsonBody(ChoicesIn))],  # read once the caller may ask
+) -> Response:
     """Append up to 1,000 grants and withdrawals, of any people, in one transaction: all of
     them, or none when one is refused (its position is in the answer's `loc`)."""
     choices = [ChoiceToRecord(**item.model_dump()) for item in body.items]
@@ -266,7 +278,7 @@ async def record_choices(
             seqs = await ledger.arecord(choices, actor=caller.actor, located=True)
     except ChoiceRefusedAt as refused:
         raise _answer_for_item(refused) from None
-    return RecordedManyOut(seqs=seqs)
+    return json_answer({"seqs": seqs}, status.HTTP_201_CREATED)
 
 
 def _answer_for_item(refused: ChoiceRefusedAt) -> HTTPException:
@@ -348,13 +360,14 @@ async def decide(
     "/decisions/batch",
     response_model=DecisionsOut,
     summary="Many decisions at once",
+    openapi_extra=documented_body(DecisionsIn),
 )
 async def decide_many(
-    body: DecisionsIn,
     ledger: LedgerDep,
     caller: Annotated[Caller, Depends(require_scope("decide"))],
+    body: Annotated[DecisionsIn, Depends(JsonBody(DecisionsIn))],  # read once the caller may ask
     sec_gpc: GpcHeader = None,
-) -> DecisionsOut:
+) -> Response:
     """Up to 1,000 decisions, answered in order, each decided and audited as by
     `POST /v1/decisions`. A person unknown or erased is answered `allowed: false` with that
     reason. Global Privacy Control is one person's signal: pass it on with
@@ -364,21 +377,21 @@ async def decide_many(
             status.HTTP_400_BAD_REQUEST,
             detail="Sec-GPC is one person's signal: pass it on with POST /v1/decisions",
         )
-    out = []
+    out: list[dict[str, object]] = []
     with _answers_for_consent_errors():
         answers = await run_in_threadpool(
             ledger.decide_many,
             [(i.subject_id, i.purpose, i.categories, i.recipient) for i in body.items],
             actor=caller.actor,
         )
-        for answer in answers:
+        for answer in answers:  # in the shape of DecisionItemOut
             if isinstance(answer, SubjectNotFound):
-                out.append(DecisionItemOut(allowed=False, reasons=["no such subject"]))
+                out.append({"allowed": False, "reasons": ["no such subject"]})
             elif isinstance(answer, SubjectErased):
-                out.append(DecisionItemOut(allowed=False, reasons=["this subject was erased"]))
+                out.append({"allowed": False, "reasons": ["this subject was erased"]})
             else:
-                out.append(DecisionItemOut(allowed=answer.allowed, reasons=list(answer.reasons)))
-    return DecisionsOut(decisions=out)
+                out.append({"allowed": answer.allowed, "reasons": answer.reasons})
+    return json_answer({"decisions": out})
 
 
 def _decide_with_gpc(

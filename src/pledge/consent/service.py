@@ -780,9 +780,7 @@ def _choosers(
     ID is left out."""
     found: dict[str, tuple[bool, SubjectState | None] | SubjectErased] = {}
     for chunk in _chunks(dict.fromkeys(ids), 500):
-        for visitor_id in session.scalars(
-            select(ConsentVisitor.id).where(ConsentVisitor.id.in_(chunk))
-        ):
+        for visitor_id in session.scalars(_VISITORS_AMONG, {"ids": chunk}).all():
             found[visitor_id] = (True, None)
         for subject_id, state in subject_states(session, chunk).items():
             found[subject_id] = SubjectErased(subject_id) if state is None else (False, state)
@@ -793,25 +791,24 @@ def _choices_of_many(session: Session, ids: Sequence[str]) -> dict[str, dict[str
     """`current_choices` for many subjects (or visitors)."""
     choices: dict[str, dict[str, Choice]] = {}
     for chunk in _chunks(ids, 500):
-        rows = session.execute(
-            select(_CHOICES_TABLE.c.subject_id, *_CHOICE_COLUMNS).where(
-                _CHOICES_TABLE.c.subject_id.in_(chunk)
-            )
-        )
-        for row in rows:
-            choices.setdefault(row.subject_id, {})[row.purpose] = _choice(row)
+        for subject_id, *columns in session.execute(_CHOICES_OF_MANY, {"ids": chunk}).all():
+            choices.setdefault(subject_id, {})[columns[0]] = _choice(columns)
     return choices
 
 
-def _choice(row: Any) -> Choice:
-    """A current choice from its row (`_CHOICE_COLUMNS`)."""
+def _choice(row: Sequence[Any]) -> Choice:
+    """A current choice from its row (`_CHOICE_COLUMNS`, in order)."""
+    _, granted, seq, at, method, expires_at = row
     return Choice(
-        row.granted,
-        row.seq,
-        _utc(row.at),
-        Method(row.method),
-        _utc(row.expires_at) if row.expires_at else None,
+        granted,
+        seq,
+        at if at.tzinfo else at.replace(tzinfo=dt.UTC),
+        _METHODS[method],
+        _utc(expires_at) if expires_at else None,
     )
+
+
+_METHODS = {method.value: method for method in Method}
 
 
 # The statements on every write's and decision's path, built once: building a statement costs
@@ -835,13 +832,19 @@ _CHOICE_COLUMNS = (
     _CHOICES_TABLE.c.expires_at,
 )
 _CHOICES_OF = select(*_CHOICE_COLUMNS).where(_CHOICES_TABLE.c.subject_id == bindparam("subject_id"))
+_CHOICES_OF_MANY = select(_CHOICES_TABLE.c.subject_id, *_CHOICE_COLUMNS).where(
+    _CHOICES_TABLE.c.subject_id.in_(bindparam("ids", expanding=True))
+)
 _IS_VISITOR = select(ConsentVisitor.id).where(ConsentVisitor.id == bindparam("visitor_id"))
+_VISITORS_AMONG = select(ConsentVisitor.id).where(
+    ConsentVisitor.id.in_(bindparam("ids", expanding=True))
+)
 
 
 def current_choices(session: Session, subject_id: str) -> dict[str, Choice]:
     """The subject's current choice per purpose, read in `session`."""
     rows = session.execute(_CHOICES_OF, {"subject_id": subject_id})
-    return {row.purpose: _choice(row) for row in rows}
+    return {row[0]: _choice(row) for row in rows}
 
 
 def events_of(session: Session, subject_id: str) -> list[ConsentEvent]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import itertools
+import json
 from typing import Any
 
 from hypothesis import given
@@ -180,6 +182,35 @@ def test_canonical_details_do_not_depend_on_key_order() -> None:
 
 def test_canonical_details_write_dates_and_other_objects_as_text() -> None:
     assert canonical_details({"at": dt.date(2025, 3, 1)}) == '{"at":"2025-03-01"}'
+
+
+def test_an_entry_hash_is_sha256_of_its_fields_as_compact_json() -> None:
+    """The format every stored chain was written in: a verifier outside Pledge can redo it, and
+    a faster encoder must not change a single byte of it."""
+    link = ChainLink(
+        seq=7,
+        at=dt.datetime(2026, 12, 3, 10, 30, 0, 123456, tzinfo=dt.UTC),
+        actor="api-key:shop",
+        action="decide",
+        subject_id="0c7d2a4e-1111-4222-8333-444455556666",
+        purpose="marketing.communications.email",
+        details=canonical_details({"recipient": None, "allowed": True, "note": "café"}),
+        prev_hash=GENESIS,
+    )
+    recipe = json.dumps(
+        [
+            7,
+            "2026-12-03T10:30:00.123456+00:00",
+            link.actor,
+            link.action,
+            link.subject_id,
+            link.purpose,
+            '{"allowed":true,"note":"caf\\u00e9","recipient":null}',
+            GENESIS,
+        ],
+        separators=(",", ":"),
+    )
+    assert entry_hash(link) == hashlib.sha256(recipe.encode()).hexdigest()
 
 
 def test_the_same_instant_in_another_time_zone_hashes_the_same() -> None:
