@@ -46,8 +46,25 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
 def _begin_immediately(connection: Connection) -> None:
     # The sqlite3 driver would begin lazily, at the first write: savepoints then commit for
     # real, and two threads that both read before writing deadlock on the lock upgrade.
-    # Taking the write lock at BEGIN serializes writers cleanly (busy_timeout waits).
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # Taking the write lock at BEGIN serializes writers cleanly (busy_timeout waits). A
+    # transaction declared as only reading (`reading`) reads a snapshot beside the writer.
+    if connection.get_execution_options().get(_READING):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+_READING = "pledge_reading"
+
+
+@contextmanager
+def reading(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """A transaction that only reads: on SQLite it does not wait for, or hold up, the one
+    writer (WAL gives it a snapshot); elsewhere it is an ordinary transaction. Writing in it
+    fails on SQLite when another transaction writes at the same time."""
+    with sessions() as session, session.begin():
+        session.connection(execution_options={_READING: True})
+        yield session
 
 
 def _begin_deferred(connection: Connection) -> None:
@@ -62,12 +79,12 @@ def create_database_engine(url: str, *, sqlite_write_lock_at_begin: bool = True)
     that off (`sqlite_write_lock_at_begin=False`) so other connections can still read.
     """
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False})
+        engine = create_engine(url, connect_args={"check_same_thread": False}, pool_use_lifo=True)
         event.listen(engine, "connect", _tune_sqlite)
         begin = _begin_immediately if sqlite_write_lock_at_begin else _begin_deferred
         event.listen(engine, "begin", begin)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, pool_use_lifo=True)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -27,7 +27,7 @@ from pledge.consent.rules import (
     reprompt_blocked_until,
 )
 from pledge.consent.tables import ConsentChoice, ConsentEventRow, ConsentHead, ConsentVisitor
-from pledge.db import BatchFailed, GroupCommit
+from pledge.db import BatchFailed, GroupCommit, reading
 from pledge.policy import LoadedPolicy, policy_in_force
 from pledge.policy.ages import AgeBand
 from pledge.policy.document import GpcAnswer, LegalBasis
@@ -377,9 +377,10 @@ class ConsentLedger:
         actor: str,
         now: dt.datetime | None = None,
     ) -> list[Decision | SubjectNotFound | SubjectErased]:
-        """`decide` for many questions, each (subject ID, purpose, categories, recipient), in
-        one transaction: the people's states and choices are read together, each question is
-        decided by the compiled table, and each decision is audited. The answers come in
+        """`decide` for many questions, each (subject ID, purpose, categories, recipient): the
+        people's states and choices are read together, in one snapshot that does not wait for
+        writers, each question is decided by the compiled table, and the decisions are then
+        audited together, in one transaction, before any answer is given. The answers come in
         order, each a decision or why there is none (an unknown or erased person). A purpose
         the policy does not declare is answered as `decide` answers it: not allowed, with
         that reason."""
@@ -387,33 +388,35 @@ class ConsentLedger:
         table = self._table(self._policy())
         answers: list[Decision | SubjectNotFound | SubjectErased] = []
         acts: list[Act] = []
-        with self.sessions() as session, session.begin():
+        with reading(self.sessions) as session:
             choosers = _choosers(session, [subject_id for subject_id, _, _, _ in questions])
             choices = _choices_of_many(session, list(choosers))
-            for subject_id, purpose, categories, recipient in questions:
-                chooser = choosers.get(subject_id)
-                if chooser is None:
-                    answers.append(SubjectNotFound(subject_id))
-                    continue
-                if isinstance(chooser, SubjectErased):
-                    answers.append(chooser)
-                    continue
-                visitor, state = chooser
-                asked = _Deciding(subject_id, purpose, tuple(categories), actor, recipient)
-                decision = table.decide(
-                    purpose,
-                    asked.categories,
-                    choices.get(subject_id, {}),
-                    now=now,
-                    recipient=recipient,
-                    gpc=False,
-                    visitor=visitor,
-                    band=None if state is None else state.age_band,
-                    frozen=state is not None and state.frozen,
-                )
-                answers.append(decision)
-                acts.append(_decision_act(asked, decision, gpc=False))
-            record_many(session, acts, now=now)
+        for subject_id, purpose, categories, recipient in questions:
+            chooser = choosers.get(subject_id)
+            if chooser is None:
+                answers.append(SubjectNotFound(subject_id))
+                continue
+            if isinstance(chooser, SubjectErased):
+                answers.append(chooser)
+                continue
+            visitor, state = chooser
+            asked = _Deciding(subject_id, purpose, tuple(categories), actor, recipient)
+            decision = table.decide(
+                purpose,
+                asked.categories,
+                choices.get(subject_id, {}),
+                now=now,
+                recipient=recipient,
+                gpc=False,
+                visitor=visitor,
+                band=None if state is None else state.age_band,
+                frozen=state is not None and state.frozen,
+            )
+            answers.append(decision)
+            acts.append(_decision_act(asked, decision, gpc=False))
+        if acts:
+            with self.sessions() as session, session.begin():
+                record_many(session, acts, now=now)
         return answers
 
     def close(self, timeout: float = 30.0) -> int:
