@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy.exc
-from sqlalchemy import Connection, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event, make_url
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
@@ -79,7 +79,14 @@ def create_database_engine(url: str, *, sqlite_write_lock_at_begin: bool = True)
     that off (`sqlite_write_lock_at_begin=False`) so other connections can still read.
     """
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False}, pool_use_lifo=True)
+        # A database in memory has one connection per thread: no pool order to choose.
+        database = make_url(url).database
+        in_memory = not database or database == ":memory:" or "mode=memory" in url
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False},
+            **({} if in_memory else {"pool_use_lifo": True}),
+        )
         event.listen(engine, "connect", _tune_sqlite)
         begin = _begin_immediately if sqlite_write_lock_at_begin else _begin_deferred
         event.listen(engine, "begin", begin)
