@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 
@@ -274,6 +275,19 @@ def test_a_batch_body_that_fails_its_checks_is_answered_as_a_declared_body_and_c
         "/v1/consent/batch", json={"items": [_choice(subject), extra]}, headers=headers
     )
     keyless = client.post("/v1/consent/batch", content=b"{", headers={})
+    not_text = client.post(
+        "/v1/decisions/batch",
+        content=b'{"items": [{"subject_id": "\xff"}]}',
+        headers={**headers, "Content-Type": "application/json"},
+    )
+    as_text = client.post(
+        "/v1/consent/batch",
+        content=json.dumps({"items": [_choice(subject)]}),
+        headers={**headers, "Content-Type": "text/plain"},
+    )
+    untyped = client.post(
+        "/v1/consent/batch", content=json.dumps({"items": [_choice(subject)]}), headers=headers
+    )
 
     assert broken.status_code == 422
     assert broken.json()["detail"][0]["loc"][0] == "body"
@@ -284,6 +298,10 @@ def test_a_batch_body_that_fails_its_checks_is_answered_as_a_declared_body_and_c
     assert unexpected.status_code == 422
     assert unexpected.json()["detail"][0]["loc"] == ["body", "items", 1, "note"]
     assert keyless.status_code == 401
+    assert not_text.status_code == 422  # not a 500, and the bytes are not echoed back
+    assert not_text.json()["detail"][0]["input"] == {}
+    assert (as_text.status_code, untyped.status_code) == (422, 422)
+    assert as_text.json()["detail"][0]["type"] == "content_type"
     after = client.get(f"/v1/subjects/{subject}/consent", headers=headers).json()["history"]
     assert after == before
 

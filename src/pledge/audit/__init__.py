@@ -4,6 +4,8 @@ from pledge.audit.rules import ChainBreak
 from pledge.audit.service import (
     Act,
     advance_chain,
+    audited_since,
+    audited_up_to,
     chain_head,
     entries_for,
     lock_chain,
@@ -21,6 +23,8 @@ __all__ = [
     "ChainBreak",
     "ChainHeadColumns",
     "advance_chain",
+    "audited_since",
+    "audited_up_to",
     "chain_head",
     "entries_for",
     "lock_chain",

@@ -146,6 +146,41 @@ def _head_statements(head: type[ChainHeadColumns]) -> tuple[ReturningUpdate[Any]
 _HEAD_STATEMENTS: dict[type[ChainHeadColumns], tuple[ReturningUpdate[Any], Update]] = {}
 
 
+def audited_up_to(session: Session) -> int:
+    """The number of the last entry that `session`'s transaction sees (0 for none)."""
+    return session.execute(_AUDITED_UP_TO).scalar_one_or_none() or 0
+
+
+def audited_since(session: Session, seq: int, subject_ids: Sequence[str]) -> bool:
+    """Lock the audit chain in `session`'s transaction, then say whether anything but a
+    decision was audited about any of `subject_ids` after entry `seq`. Every change to what
+    a decision reads (a consent event, a freeze, an age band, an erasure, a collection) is
+    audited with its subject in the same transaction, so `False` means that state is still
+    as it was at entry `seq`, and stays so until the transaction ends."""
+    lock_chain(session, AuditHead)
+    ids = list(dict.fromkeys(subject_ids))
+    for start in range(0, len(ids), 500):
+        found = session.execute(_AUDITED_SINCE, {"seq": seq, "ids": ids[start : start + 500]})
+        if found.first() is not None:
+            return True
+    return False
+
+
+_ENTRIES = cast("Table", AuditEntry.__table__)
+_AUDITED_UP_TO = select(cast("Table", AuditHead.__table__).c.seq).where(
+    cast("Table", AuditHead.__table__).c.id == HEAD_ID
+)
+_AUDITED_SINCE = (
+    select(_ENTRIES.c.seq)
+    .where(
+        _ENTRIES.c.seq > bindparam("seq"),
+        _ENTRIES.c.subject_id.in_(bindparam("ids", expanding=True)),
+        _ENTRIES.c.action != "decide",
+    )
+    .limit(1)
+)
+
+
 def chain_head(sessions: sessionmaker[Session]) -> tuple[int, str]:
     """The last entry's number and hash: write them down elsewhere to anchor the chain."""
     with sessions() as session:

@@ -12,7 +12,15 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, delete, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from pledge.audit import Act, advance_chain, lock_chain, record_many, reserve_chain
+from pledge.audit import (
+    Act,
+    advance_chain,
+    audited_since,
+    audited_up_to,
+    lock_chain,
+    record_many,
+    reserve_chain,
+)
 from pledge.consent.rules import (
     Action,
     Choice,
@@ -378,45 +386,28 @@ class ConsentLedger:
         now: dt.datetime | None = None,
     ) -> list[Decision | SubjectNotFound | SubjectErased]:
         """`decide` for many questions, each (subject ID, purpose, categories, recipient): the
-        people's states and choices are read together, in one snapshot that does not wait for
-        writers, each question is decided by the compiled table, and the decisions are then
-        audited together, in one transaction, before any answer is given. The answers come in
-        order, each a decision or why there is none (an unknown or erased person). A purpose
-        the policy does not declare is answered as `decide` answers it: not allowed, with
-        that reason."""
+        people's states and choices are read together, in a transaction that does not wait for
+        SQLite's writer, each question is decided by the compiled table, and the decisions are
+        then audited together, in one transaction, before any answer is given. If anything
+        about one of the people was audited in between (a withdrawal, a freeze, an erasure),
+        the questions are decided again in the audit's transaction, under the chain's lock:
+        the audit log never shows a decision after a change it did not take into account.
+        The answers come in order, each a decision or why there is none (an unknown or erased
+        person). A purpose the policy does not declare is answered as `decide` answers it:
+        not allowed, with that reason."""
         now = now or dt.datetime.now(dt.UTC)
         table = self._table(self._policy())
-        answers: list[Decision | SubjectNotFound | SubjectErased] = []
-        acts: list[Act] = []
         with reading(self.sessions) as session:
-            choosers = _choosers(session, [subject_id for subject_id, _, _, _ in questions])
-            choices = _choices_of_many(session, list(choosers))
-        for subject_id, purpose, categories, recipient in questions:
-            chooser = choosers.get(subject_id)
-            if chooser is None:
-                answers.append(SubjectNotFound(subject_id))
-                continue
-            if isinstance(chooser, SubjectErased):
-                answers.append(chooser)
-                continue
-            visitor, state = chooser
-            asked = _Deciding(subject_id, purpose, tuple(categories), actor, recipient)
-            decision = table.decide(
-                purpose,
-                asked.categories,
-                choices.get(subject_id, {}),
-                now=now,
-                recipient=recipient,
-                gpc=False,
-                visitor=visitor,
-                band=None if state is None else state.age_band,
-                frozen=state is not None and state.frozen,
-            )
-            answers.append(decision)
-            acts.append(_decision_act(asked, decision, gpc=False))
-        if acts:
-            with self.sessions() as session, session.begin():
-                record_many(session, acts, now=now)
+            seen_up_to = audited_up_to(session)
+            answers, acts = _decide_all(session, table, questions, actor=actor, now=now)
+        if not acts:
+            return answers
+        with self.sessions() as session, session.begin():
+            if audited_since(session, seen_up_to, [act.subject_id or "" for act in acts]):
+                # Someone's choices or state changed since the snapshot: decide again under
+                # the lock, so no decision is audited after a change it did not see.
+                answers, acts = _decide_all(session, table, questions, actor=actor, now=now)
+            record_many(session, acts, now=now)
         return answers
 
     def close(self, timeout: float = 30.0) -> int:
@@ -720,6 +711,46 @@ def _decided(
         frozen=state is not None and state.frozen,
     )
     return decision, _decision_act(asked, decision, gpc=gpc)
+
+
+def _decide_all(
+    session: Session,
+    table: DecisionTable,
+    questions: Sequence[tuple[str, str, Sequence[str], str | None]],
+    *,
+    actor: str,
+    now: dt.datetime,
+) -> tuple[list[Decision | SubjectNotFound | SubjectErased], list[Act]]:
+    """The answers of `ConsentLedger.decide_many`, from the states and choices `session`
+    reads, and the audit entries of the decisions among them."""
+    choosers = _choosers(session, [subject_id for subject_id, _, _, _ in questions])
+    choices = _choices_of_many(session, list(choosers))
+    answers: list[Decision | SubjectNotFound | SubjectErased] = []
+    acts: list[Act] = []
+    for subject_id, purpose, categories, recipient in questions:
+        chooser = choosers.get(subject_id)
+        if chooser is None:
+            answers.append(SubjectNotFound(subject_id))
+            continue
+        if isinstance(chooser, SubjectErased):
+            answers.append(chooser)
+            continue
+        visitor, state = chooser
+        asked = _Deciding(subject_id, purpose, tuple(categories), actor, recipient)
+        decision = table.decide(
+            purpose,
+            asked.categories,
+            choices.get(subject_id, {}),
+            now=now,
+            recipient=recipient,
+            gpc=False,
+            visitor=visitor,
+            band=None if state is None else state.age_band,
+            frozen=state is not None and state.frozen,
+        )
+        answers.append(decision)
+        acts.append(_decision_act(asked, decision, gpc=False))
+    return answers, acts
 
 
 def _decision_act(asked: _Deciding, decision: Decision, *, gpc: bool) -> Act:

@@ -28,16 +28,35 @@ class JsonBody(Generic[M]):
         self.model = model
 
     async def __call__(self, request: Request) -> M:
-        """The body as `model`, or the 422 FastAPI gives a declared body that fails."""
+        """The body as `model`, or the 422 FastAPI gives a declared body that fails: a body
+        that is not JSON (by its Content-Type, or by its bytes) included."""
+        media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media_type != "application/json" and not media_type.endswith("+json"):
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "content_type",
+                        "loc": ("body",),
+                        "msg": "the body must be JSON, sent as Content-Type: application/json",
+                        "input": {},
+                    }
+                ]
+            )
         try:
             return self.model.model_validate_json(await request.body())
         except ValidationError as error:
             raise RequestValidationError(
-                [
-                    {**problem, "loc": ("body", *problem["loc"])}
-                    for problem in error.errors(include_url=False)
-                ]
+                [_located(problem) for problem in error.errors(include_url=False)]
             ) from None
+
+
+def _located(problem: Any) -> dict[str, Any]:
+    """A problem as FastAPI reports one in a body: under `"body"`, and never echoing bytes
+    that are not JSON (they may not even be text)."""
+    located = {**problem, "loc": ("body", *problem["loc"])}
+    if isinstance(located.get("input"), bytes | bytearray):
+        located["input"] = {}
+    return located
 
 
 def documented_body(model: type[BaseModel]) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+from typing import Any
 
 import pytest
 import yaml
@@ -14,8 +16,10 @@ from pledge.consent import (
     ChoiceToRecord,
     ConsentLedger,
     ConsentRefused,
+    Decision,
     Method,
     RepromptBlocked,
+    service,
 )
 from pledge.consent.tables import ConsentEventRow
 from pledge.policy import load_policy_file, load_policy_text, publish_policy
@@ -238,6 +242,41 @@ def test_reading_a_consent_record_is_audited_and_checks_the_subject(
     assert entries_for(runtime.sessions, subject)[-1].action == "consent.read"
     with pytest.raises(SubjectNotFound):
         ledger.consent_record("00000000-0000-4000-8000-000000000000", actor="tests")
+
+
+def test_a_batch_decided_before_a_withdrawal_is_decided_again_before_it_is_audited(
+    runtime: Runtime, ledger: ConsentLedger, subject: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch reads its people in a snapshot and audits later: a withdrawal committed in
+    between must not leave the log showing a use allowed after the person withdrew."""
+    email = "marketing.communications.email"
+    ledger.record([choose(subject, email, Action.GRANT)], actor="tests")
+    decide_all = service._decide_all
+    calls = []
+
+    def withdrawn_after_the_snapshot(*args: Any, **kwargs: Any) -> Any:
+        answers = decide_all(*args, **kwargs)
+        if not calls:  # the snapshot has been read and decided on: now the person withdraws
+            ledger.record([choose(subject, email, Action.WITHDRAW)], actor="tests")
+        calls.append(answers)
+        return answers
+
+    monkeypatch.setattr(service, "_decide_all", withdrawn_after_the_snapshot)
+
+    (answer,) = ledger.decide_many(
+        [(subject, email, ["user.contact.email"], None)], actor="apikey:9:batch"
+    )
+
+    assert calls[0][0][0].allowed is True  # what the snapshot said
+    assert len(calls) == 2
+    assert isinstance(answer, Decision)
+    assert answer.allowed is False
+    story = [
+        (e.action, json.loads(e.details).get("allowed"))
+        for e in entries_for(runtime.sessions, subject)
+        if e.action in {"consent.withdraw", "decide"}
+    ]
+    assert story == [("consent.withdraw", None), ("decide", False)]
 
 
 def test_decisions_in_a_batch_are_those_made_one_by_one_and_each_is_audited(
