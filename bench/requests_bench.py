@@ -346,6 +346,8 @@ class Api:
             address.hostname or "", address.port, timeout=60
         )
         self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        self.polls = 0
+        """Status reads made by `wait`."""
 
     def close(self) -> None:
         self.connection.close()
@@ -391,6 +393,7 @@ class Api:
         """Poll until the request is completed (with its package ready, for an access)."""
         deadline = time.perf_counter() + TIMEOUT_S
         while time.perf_counter() < deadline:
+            self.polls += 1
             view: dict[str, Any] = self.call("GET", f"/v1/requests/{request_id}")
             if view["status"] == "completed" and (view["package_ready"] or not package):
                 return view
@@ -476,6 +479,9 @@ class Throughput:
     clients: int
     elapsed_s: float
     per_request_s: list[float]
+    pledge_cpu_s: float | None = None
+    """CPU time Pledge's processes (server, workers) used meanwhile; None where /proc is not."""
+    polls: int = 0
 
     @property
     def rate(self) -> float:
@@ -492,6 +498,7 @@ def throughput(base: str, token: str, people: list[int], clients: int, poll: flo
     ends: list[float] = []
     per_request: list[float] = []
     failures: list[str] = []
+    polls: list[int] = []
     go = threading.Event()
 
     def client() -> None:
@@ -514,17 +521,52 @@ def throughput(base: str, token: str, people: list[int], clients: int, poll: flo
         except Exception as error:  # noqa: BLE001 - reported after the threads stop
             failures.append(repr(error))
         finally:
+            polls.append(api.polls)
             api.close()
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
     for thread in threads:
         thread.start()
+    cpu_before = pledge_cpu_seconds()
     go.set()
     for thread in threads:
         thread.join()
+    cpu_after = pledge_cpu_seconds()
     if failures:
         raise RuntimeError(failures[0])
-    return Throughput(len(people), clients, max(ends) - min(starts), per_request)
+    cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+    return Throughput(len(people), clients, max(ends) - min(starts), per_request, cpu, sum(polls))
+
+
+def pledge_cpu_seconds() -> float | None:
+    """CPU time (user and system) used so far by this process's descendants that run Pledge
+    (`pledge serve`, its worker processes, `pledge worker`), read from /proc; None without it."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        return None
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    commands: dict[int, str] = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            commands[int(entry.name)] = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue  # it ended meanwhile
+        fields = stat[stat.rindex(")") + 2 :].split()
+        parents[int(entry.name)] = int(fields[1])
+        ticks[int(entry.name)] = int(fields[11]) + int(fields[12])
+    mine = {os.getpid()}
+    changed = True
+    while changed:
+        found = {pid for pid, parent in parents.items() if parent in mine and pid not in mine}
+        mine |= found
+        changed = bool(found)
+    mine.discard(os.getpid())
+    pledge = [pid for pid in mine if "aiosmtpd" not in commands.get(pid, "")]
+    return sum(ticks[pid] for pid in pledge) / os.sysconf("SC_CLK_TCK")
 
 
 # --- in process ---------------------------------------------------------------------------------
@@ -575,8 +617,11 @@ def in_process(
                     (RequestKind.ACCESS, access_people),
                     (RequestKind.DELETION, deletion_people),
                 ):
-                    for person in people:
-                        fulfilled, life = _one_request(services, steps, kind, person, profiler)
+                    for index, person in enumerate(people):
+                        # The first of each kind builds what is built once (the note scanner,
+                        # the policy's compiled form, statements): not profiled.
+                        watch = profiler if index else None
+                        fulfilled, life = _one_request(services, steps, kind, person, watch)
                         results[kind.value].append(fulfilled)
                         results[f"{kind.value} lifecycle"].append(life)
             finally:
@@ -584,9 +629,11 @@ def in_process(
                 connected.close()
             if profiler is not None:
                 print(
-                    "\nprofile of the in-process requests, intake to answer (cumulative, top 60):"
+                    "\nprofile of the in-process requests but the first of each kind, intake to"
+                    " answer (cumulative, top 60; then by own time, top 40):"
                 )
                 pstats.Stats(profiler).sort_stats("cumulative").print_stats(60)
+                pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
     return results
 
 
@@ -648,7 +695,7 @@ def _one_request(
     services.jobs.drain()
     clock = _lap(life, "jobs: answer mail, notices, job bookkeeping", clock)
     life["total"] = sum(life.values())
-    desk.get(request_id), desk.transitions(request_id), desk.today()
+    desk.record_of(request_id)
     _lap(life, "one status read (GET /v1/requests/{id})", clock)
     if profiler is not None:
         profiler.disable()
@@ -782,6 +829,9 @@ def measure(args: argparse.Namespace, settings: Settings, token: str, cast: Cast
     else:
         options = [] if settings.jobs_url.startswith("sqlite") else ["--worker"]
         where = "in the server"
+    if args.server_processes > 1:
+        options.extend(["--workers", str(args.server_processes)])
+        where += f", each of {args.server_processes} server processes"
     print(
         f"serving on {settings.database_url.split('://')[0]}, jobs on "
         f"{settings.jobs_url.split('://')[0]} ({args.job_threads} job threads {where})"
@@ -832,6 +882,8 @@ def code_version() -> str:
 def summary(args: argparse.Namespace, settings: Settings, figures: Figures) -> None:
     processes = args.worker_processes
     separate = f" in each of {processes} worker processes" if processes else ""
+    if args.server_processes > 1:
+        separate += f", {args.server_processes} server processes"
     print(f"\n== {code_version()}")
     print(
         f"== {args.subjects:,} subjects in the vault ({settings.database_url.split('://')[0]}), "
@@ -852,6 +904,12 @@ def summary(args: argparse.Namespace, settings: Settings, figures: Figures) -> N
         f"{10 * FIDES_THROUGHPUT:.0f}/s: "
         + ("met" if crowd.rate >= 10 * FIDES_THROUGHPUT else "NOT met")
     )
+    if crowd.pledge_cpu_s is not None:
+        print(
+            f"  Pledge's processes used {crowd.pledge_cpu_s:.1f} s of CPU meanwhile: "
+            f"{ms(crowd.pledge_cpu_s / crowd.requests)} per request, with its "
+            f"{crowd.polls / crowd.requests:.1f} status reads on average"
+        )
     for kind in ("access", "deletion", "access lifecycle", "deletion lifecycle"):
         print_steps(kind, figures.steps[kind])
 
@@ -900,6 +958,12 @@ def main() -> None:
         type=int,
         default=0,
         help="run jobs in this many `pledge worker` processes instead of the server (Redis)",
+    )
+    p.add_argument(
+        "--server-processes",
+        type=int,
+        default=1,
+        help="`pledge serve --workers N` (each runs job threads too, unless --worker-processes)",
     )
     p.add_argument("--subjects", type=int, default=1_000_000)
     p.add_argument("--rows", type=int, default=1_000_000, help="rows per shop table")

@@ -282,11 +282,10 @@ def requests_show(request_id: str) -> None:
     with _open_database(_settings()) as runtime:
         desk = build_services(runtime).requests
         try:
-            view = desk.get(request_id)
-            moves = desk.transitions(request_id)
+            found = desk.record_of(request_id)
         except RequestNotFound:
             raise _fail("pledge: no request has this ID") from None
-        today = desk.today()
+    view, moves, today = found.request, found.transitions, found.today
     typer.echo(f"request {view.id}: {view.kind.value}, {view.status.value}")
     typer.echo(f"  channel {view.channel.value}, law {view.regime.value}, tier {view.tier.value}")
     if view.by_agent:

@@ -152,6 +152,11 @@ class Settings(BaseSettings):
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
     """Longest wait for the SMTP server; a timeout fails the attempt, and the job retries."""
 
+    smtp_keep_open_seconds: float = Field(default=10.0, ge=0)
+    """A job thread's SMTP connection carries its next message if that comes within this many
+    seconds of the last (no second handshake or TLS negotiation); one idle longer is closed
+    first. 0 opens a connection per message."""
+
     mail_from: str = "Pledge <privacy@localhost>"
     """The From of every message Pledge sends."""
 

@@ -14,7 +14,7 @@ from sqlalchemy import CursorResult, Engine, delete, func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from pledge.config import KeyProviderKind, Settings
-from pledge.db import create_database_engine, session_factory
+from pledge.db import create_database_engine, reading, session_factory
 from pledge.keyring.providers import KEY_BYTES, LocalKeyFile, MasterKeyProvider, Pkcs11Token
 from pledge.keyring.tables import DataKey, KeystoreBase
 
@@ -68,7 +68,7 @@ class Keyring:
 
     def data_key(self, subject_id: str) -> bytes:
         """The subject's data key; raise `SubjectKeyDestroyed` if it was destroyed."""
-        with self.sessions() as session:
+        with reading(self.sessions) as session:
             row = session.get(DataKey, subject_id)
             if row is None:
                 raise SubjectKeyDestroyed(subject_id)
@@ -78,7 +78,7 @@ class Keyring:
         """The data keys of `subject_ids` that exist (destroyed ones are simply absent)."""
         if not subject_ids:
             return {}
-        with self.sessions() as session:
+        with reading(self.sessions) as session:
             rows = session.scalars(select(DataKey).where(DataKey.subject_id.in_(subject_ids))).all()
             return {
                 row.subject_id: self.provider.unwrap(

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, delete, insert, select, update
+from sqlalchemy import CursorResult, Table, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -235,18 +235,7 @@ class Mailer:
         """Mark a queued message `sending` and return it; None if it is not queued (another
         worker holds it, it is done, or it does not exist)."""
         with self.sessions() as session, session.begin():
-            claimed = session.execute(
-                update(MailMessage)
-                .where(
-                    MailMessage.id == message_id,
-                    MailMessage.status == MessageStatus.QUEUED.value,
-                )
-                .values(status=MessageStatus.SENDING.value)
-                .returning(MailMessage.id)
-            ).first()
-            if claimed is None:
-                return None
-            return session.get(MailMessage, message_id)
+            return session.scalars(_CLAIM, {"message_id": message_id}).first()
 
     def _set_status(
         self,
@@ -530,6 +519,16 @@ class Mailer:
 
 
 _SUPPRESSIONS = cast("Table", Suppression.__table__)
+_CLAIM = (
+    update(MailMessage)
+    .where(
+        MailMessage.id == bindparam("message_id"),
+        MailMessage.status == MessageStatus.QUEUED.value,
+    )
+    .values(status=MessageStatus.SENDING.value)
+    .returning(MailMessage)
+)
+"""Mark a queued message `sending` and hand back its row: one statement, built once."""
 
 
 def _suppress(session: Session, email_index: str, now: dt.datetime) -> None:

@@ -233,11 +233,10 @@ def _request_page(
     if not _UUID.fullmatch(request_id):
         return console_page(request, _templates, "console_missing.html.j2", staff, 404)
     try:
-        view = desk.get(request_id)
-        moves = desk.transitions(request_id)
+        found = desk.record_of(request_id)
     except RequestNotFound:
         return console_page(request, _templates, "console_missing.html.j2", staff, 404)
-    today = desk.today()
+    view, moves, today = found.request, found.transitions, found.today
     allowed = TRANSITIONS[view.status]
     member = staff.member
     actions: dict[str, Any] = {

@@ -172,8 +172,8 @@ class StaffVerificationIn(BaseModel):
     ) = None
 
 
-def _out(desk: RequestDesk, view: RequestView) -> RequestOut:
-    today = desk.today()
+def _out(view: RequestView, today: dt.date) -> RequestOut:
+    """`view` as the API shows it, its overdue flags as of `today` (the business's day)."""
     return RequestOut(
         **{
             **view.__dict__,
@@ -215,7 +215,7 @@ def submit(body: RequestIn, desk: DeskDep, caller: Writer) -> RequestOut:
         request_id = desk.submit(intake, actor=caller.actor)
     except IntakeRefused as refused:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(refused)) from None
-    return _out(desk, desk.get(request_id))
+    return _out(desk.get(request_id), desk.today())
 
 
 @api.get("", response_model=list[RequestOut], summary="The request queue, soonest due first")
@@ -228,13 +228,11 @@ def queue(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[RequestOut]:
     """Requests sorted by due date; filter by `status`, `open=true`, or `overdue=true`."""
+    today = desk.today()
     views = desk.queue(
-        status=status_,
-        open_only=open_only,
-        overdue_on=desk.today() if overdue else None,
-        limit=limit,
+        status=status_, open_only=open_only, overdue_on=today if overdue else None, limit=limit
     )
-    return [_out(desk, view) for view in views]
+    return [_out(view, today) for view in views]
 
 
 @api.get("/export.csv", summary="Request records as CSV (no personal data)")
@@ -252,13 +250,12 @@ def export(desk: DeskDep, _caller: Reader, since: dt.date | None = None) -> Stre
 def show(request_id: RequestId, desk: DeskDep, _caller: Reader) -> RequestDetailOut:
     """A request with every move of its status, who made it and when."""
     try:
-        view = desk.get(request_id)
-        moves = desk.transitions(request_id)
+        found = desk.record_of(request_id)
     except RequestNotFound as error:
         raise _failures(error) from None
     return RequestDetailOut(
-        **_out(desk, view).model_dump(),
-        transitions=[TransitionOut(**move.__dict__) for move in moves],
+        **_out(found.request, found.today).model_dump(),
+        transitions=[TransitionOut(**move.__dict__) for move in found.transitions],
     )
 
 
@@ -272,7 +269,7 @@ def staff_verify(
         view = desk.staff_verify(
             request_id, actor=caller.actor, note=body.note, subject_id=body.subject_id
         )
-        return _out(desk, view)
+        return _out(view, desk.today())
     except (RequestNotFound, TransitionRefused, IntakeRefused) as error:
         raise _failures(error) from None
 
@@ -282,7 +279,9 @@ def acknowledge(request_id: RequestId, body: ReasonIn, desk: DeskDep, caller: Wr
     """Record that staff acknowledged a request received by post or phone themselves; `reason`
     says how (a letter, a call). Requests with an e-mail address are acknowledged on receipt."""
     try:
-        return _out(desk, desk.acknowledge(request_id, actor=caller.actor, note=body.reason))
+        return _out(
+            desk.acknowledge(request_id, actor=caller.actor, note=body.reason), desk.today()
+        )
     except (RequestNotFound, IntakeRefused) as error:
         raise _failures(error) from None
 
@@ -291,7 +290,7 @@ def acknowledge(request_id: RequestId, body: ReasonIn, desk: DeskDep, caller: Wr
 def approve(request_id: RequestId, desk: DeskDep, caller: Writer) -> RequestOut:
     """Start carrying out a verified request that waited for staff approval."""
     try:
-        return _out(desk, desk.approve(request_id, actor=caller.actor))
+        return _out(desk.approve(request_id, actor=caller.actor), desk.today())
     except (RequestNotFound, TransitionRefused, IntakeRefused) as error:
         raise _failures(error) from None
 
@@ -300,7 +299,7 @@ def approve(request_id: RequestId, desk: DeskDep, caller: Writer) -> RequestOut:
 def deny(request_id: RequestId, body: ReasonIn, desk: DeskDep, caller: Writer) -> RequestOut:
     """Refuse the request; the person is told the reason and how to appeal."""
     try:
-        return _out(desk, desk.deny(request_id, reason=body.reason, actor=caller.actor))
+        return _out(desk.deny(request_id, reason=body.reason, actor=caller.actor), desk.today())
     except (RequestNotFound, TransitionRefused, IntakeRefused) as error:
         raise _failures(error) from None
 
@@ -310,6 +309,6 @@ def extend(request_id: RequestId, body: ReasonIn, desk: DeskDep, caller: Writer)
     """Extend once (CCPA: 45 more days; GDPR: 2 more months), within the first period; the
     person is told why and the new date."""
     try:
-        return _out(desk, desk.extend(request_id, reason=body.reason, actor=caller.actor))
+        return _out(desk.extend(request_id, reason=body.reason, actor=caller.actor), desk.today())
     except (RequestNotFound, TransitionRefused, ExtensionRefused, IntakeRefused) as error:
         raise _failures(error) from None

@@ -22,15 +22,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, or_, select, tuple_, update
+from sqlalchemy import bindparam, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from pledge.audit import record
 from pledge.datasets import ConnectedDatabases
+from pledge.db import reading
 from pledge.jobs import JobQueue
 from pledge.keyring import Keyring, SubjectKeyDestroyed
 from pledge.mail import Mailer
-from pledge.policy import current_version
+from pledge.policy import policy_in_force
 from pledge.policy.document import OPT_OUT_KINDS, PolicyDocument, RequestKind, VerificationTier
 from pledge.requests.rules import (
     OPEN_STATUSES,
@@ -174,6 +175,16 @@ class TransitionView:
     actor: str
     at: dt.datetime
     note: str | None
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """A request as its status page shows it: the request, its history, and the day it was read
+    on in the business's time zone (the day its deadlines are counted against)."""
+
+    request: RequestView
+    transitions: list[TransitionView]
+    today: dt.date
 
 
 @dataclass
@@ -895,11 +906,23 @@ class RequestDesk:
 
     def get(self, request_id: str) -> RequestView:
         """One request; raise `RequestNotFound`."""
-        with self.sessions() as session:
+        with reading(self.sessions) as session:
             row = session.get(PrivacyRequest, request_id)
             if row is None:
                 raise RequestNotFound(request_id)
             return _view(row)
+
+    def record_of(self, request_id: str) -> RequestRecord:
+        """A request, every move of its status and the day it is read on, from one snapshot
+        (what a status page or `GET /v1/requests/{id}` shows); raise `RequestNotFound`."""
+        with reading(self.sessions) as session:
+            row = session.get(PrivacyRequest, request_id)
+            if row is None:
+                raise RequestNotFound(request_id)
+            moves = session.scalars(_TRANSITIONS_OF, {"request_id": request_id}).all()
+            return RequestRecord(
+                _view(row), [_transition(move) for move in moves], self._today(_policy_of(session))
+            )
 
     def of_requester(self, request_id: str, email_index: str) -> RequestView:
         """A request, for the person who proved its address only."""
@@ -943,24 +966,11 @@ class RequestDesk:
 
     def transitions(self, request_id: str) -> list[TransitionView]:
         """Every move of a request's status, oldest first."""
-        with self.sessions() as session:
+        with reading(self.sessions) as session:
             if session.get(PrivacyRequest, request_id) is None:
                 raise RequestNotFound(request_id)
-            rows = session.scalars(
-                select(RequestTransition)
-                .where(RequestTransition.request_id == request_id)
-                .order_by(RequestTransition.id)
-            ).all()
-            return [
-                TransitionView(
-                    None if r.from_status is None else Status(r.from_status),
-                    Status(r.to_status),
-                    r.actor,
-                    _utc(r.at),
-                    r.note,
-                )
-                for r in rows
-            ]
+            rows = session.scalars(_TRANSITIONS_OF, {"request_id": request_id}).all()
+            return [_transition(row) for row in rows]
 
     def export_csv(self, *, since: dt.date | None = None) -> Iterator[str]:
         """The request records as CSV lines (no personal data): what the law asks to be kept.
@@ -1216,10 +1226,8 @@ class RequestDesk:
         )
 
     def _policy(self) -> PolicyDocument:
-        found = current_version(self.sessions)
-        if found is None:
-            raise IntakeRefused("no policy version is in force: publish one first")
-        return found[1].document
+        with reading(self.sessions) as session:
+            return _policy_of(session)
 
     def policy(self) -> PolicyDocument:
         """The policy in force; raise `IntakeRefused` if none is."""
@@ -1328,6 +1336,31 @@ def _intake_problems(intake: Intake, document: PolicyDocument) -> Iterator[str |
                 yield f"the correct value is not valid: {invalid}"
     if intake.agent is not None and intake.kind in OPT_OUT_KINDS and intake.email is None:
         yield "an agent's opt-out request needs the person's e-mail address"
+
+
+def _policy_of(session: Session) -> PolicyDocument:
+    """The policy in force, read in `session`'s transaction; raise `IntakeRefused` if none is."""
+    loaded = policy_in_force(session)
+    if loaded is None:
+        raise IntakeRefused("no policy version is in force: publish one first")
+    return loaded.document
+
+
+_TRANSITIONS_OF = (
+    select(RequestTransition)
+    .where(RequestTransition.request_id == bindparam("request_id"))
+    .order_by(RequestTransition.id)
+)
+
+
+def _transition(row: RequestTransition) -> TransitionView:
+    return TransitionView(
+        None if row.from_status is None else Status(row.from_status),
+        Status(row.to_status),
+        row.actor,
+        _utc(row.at),
+        row.note,
+    )
 
 
 def _view(row: PrivacyRequest) -> RequestView:

@@ -7,6 +7,7 @@ import ipaddress
 import smtplib
 import socket
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -148,3 +149,142 @@ def test_a_server_certificate_nobody_vouches_for_is_refused(
     with pytest.raises(ssl.SSLCertVerificationError):
         _relay(port, security, ca=None).send(_message())  # the system's CAs only
     assert inbox.messages == []
+
+
+class _PeerInbox(SmtpInbox):
+    """An inbox that also notes the connection (client address and port) of each message, and
+    refuses recipients whose address begins with "refused"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.peers: list[Any] = []
+
+    async def handle_DATA(  # noqa: N802 - the name aiosmtpd calls
+        self, server: object, session: Any, envelope: Any
+    ) -> str:
+        self.peers.append(session.peer)
+        return await super().handle_DATA(server, session, envelope)
+
+    async def handle_RCPT(  # noqa: N802 - the name aiosmtpd calls
+        self, _server: object, _session: object, envelope: Any, address: str, _options: Any
+    ) -> str:
+        if address.startswith("refused"):
+            return "550 no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+@pytest.fixture
+def plain_server() -> Iterator[tuple[_PeerInbox, int]]:
+    """A server without TLS that hangs up on a connection idle for 0.3 s."""
+    inbox, port = _PeerInbox(), _free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port, timeout=0.3)
+    controller.start()
+    try:
+        yield inbox, port
+    finally:
+        controller.stop()
+
+
+def _plain_relay(port: int, clock: Any = None, **settings: Any) -> SmtpRelay:
+    options = {} if clock is None else {"clock": clock}
+    return SmtpRelay(test_settings("sqlite://", smtp_port=port, **settings), **options)
+
+
+def _to(n: int) -> Any:
+    return transactional_message(
+        sender="privacy@example.com", to=f"person{n}@example.com", subject_line="Hi", text="Hi."
+    )
+
+
+def test_messages_in_a_row_share_one_encrypted_connection(
+    certificate: tuple[Path, Path],
+) -> None:
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(*certificate)
+    inbox, port, logins = _PeerInbox(), _free_port(), []
+
+    def authenticate(*args: Any) -> AuthResult:
+        logins.append(1)
+        return _authenticate(*args)
+
+    controller = Controller(
+        inbox,
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=authenticate,
+        auth_required=True,
+        tls_context=server_context,
+        require_starttls=True,
+    )
+    controller.start()
+    try:
+        relay = _relay(port, SmtpSecurity.STARTTLS, certificate[0])
+        for n in range(3):
+            relay.send(_to(n))
+        relay.close()
+    finally:
+        controller.stop()
+    assert [m["To"] for m in inbox.messages] == [f"person{n}@example.com" for n in range(3)]
+    assert len(set(inbox.peers)) == 1, "one connection, one TLS negotiation"
+    assert len(logins) == 1, "one login"
+
+
+def test_a_connection_the_server_hung_up_is_replaced_and_the_message_goes_once(
+    plain_server: tuple[_PeerInbox, int],
+) -> None:
+    inbox, port = plain_server
+    relay = _plain_relay(port)
+    relay.send(_to(1))
+    time.sleep(0.6)  # the server hangs up on the idle connection after 0.3 s
+    relay.send(_to(2))
+    assert [m["To"] for m in inbox.messages] == ["person1@example.com", "person2@example.com"]
+    assert len(set(inbox.peers)) == 2
+    relay.close()
+
+
+def test_a_connection_idle_longer_than_the_setting_is_closed_not_used(
+    plain_server: tuple[_PeerInbox, int],
+) -> None:
+    inbox, port = plain_server
+    now = [100.0]
+    relay = _plain_relay(port, clock=lambda: now[0], smtp_keep_open_seconds=5)
+    relay.send(_to(1))
+    now[0] += 4
+    relay.send(_to(2))
+    now[0] += 6
+    relay.send(_to(3))
+    first, second, third = inbox.peers
+    assert first == second != third
+    assert relay.idle_connections == 1
+    relay.close()
+    assert relay.idle_connections == 0
+
+
+def test_with_the_setting_at_zero_each_message_has_its_own_connection(
+    plain_server: tuple[_PeerInbox, int],
+) -> None:
+    inbox, port = plain_server
+    relay = _plain_relay(port, smtp_keep_open_seconds=0)
+    for n in range(3):
+        relay.send(_to(n))
+    assert len(inbox.messages) == 3
+    assert len(set(inbox.peers)) == 3
+    assert relay.idle_connections == 0
+
+
+def test_a_refused_message_drops_its_connection_and_is_not_sent_again(
+    plain_server: tuple[_PeerInbox, int],
+) -> None:
+    inbox, port = plain_server
+    relay = _plain_relay(port)
+    relay.send(_to(1))
+    bad = _to(2)
+    del bad["To"]
+    bad["To"] = "refused@example.com"
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        relay.send(bad)
+    assert relay.idle_connections == 0
+    relay.send(_to(3))
+    assert [m["To"] for m in inbox.messages] == ["person1@example.com", "person3@example.com"]
+    relay.close()

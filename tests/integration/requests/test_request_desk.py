@@ -345,6 +345,12 @@ def test_staff_enter_a_request_received_by_post_and_verify_it(
         (Status.RECEIVED, Status.AWAITING_VERIFICATION),
         (Status.AWAITING_VERIFICATION, Status.VERIFIED),
     ]
+    found = desk.record_of(request_id)  # what a status page reads, in one snapshot
+    assert found.request == desk.get(request_id)
+    assert found.transitions == desk.transitions(request_id)
+    assert found.today == desk.today()
+    with pytest.raises(RequestNotFound):
+        desk.record_of("00000000-0000-4000-8000-000000000000")
 
 
 def test_an_extension_is_granted_once_with_a_notice_and_moves_the_due_date(
