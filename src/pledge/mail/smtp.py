@@ -48,8 +48,8 @@ class SmtpRelay:
         self.clock = clock
         self._lock = threading.Lock()
         self._idle: list[_Connection] = []
-        # Connections still idle when the relay is dropped are closed with it.
-        weakref.finalize(self, _close_all, self._idle, self._lock)
+        # Connections still idle when the relay is dropped are closed with it (no goodbye).
+        weakref.finalize(self, _drop_all, self._idle, self._lock)
 
     def send(self, message: EmailMessage) -> None:
         """Deliver `message` to the server; raise (an `smtplib.SMTPException` or `OSError`) if the
@@ -90,7 +90,7 @@ class SmtpRelay:
                     return None
                 connection = self._idle.pop()
             if self.clock() - connection.idle_since > self.settings.smtp_keep_open_seconds:
-                _quit(connection.client)
+                connection.client.close()  # the server may have gone: no goodbye to wait on
                 continue
             try:
                 code, _ = connection.client.noop()
@@ -133,3 +133,11 @@ def _close_all(idle: list[_Connection], lock: threading.Lock) -> None:
         idle.clear()
     for connection in connections:
         _quit(connection.client)
+
+
+def _drop_all(idle: list[_Connection], lock: threading.Lock) -> None:
+    with lock:
+        connections = idle[:]
+        idle.clear()
+    for connection in connections:
+        connection.client.close()

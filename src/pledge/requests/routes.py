@@ -228,10 +228,11 @@ def queue(
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[RequestOut]:
     """Requests sorted by due date; filter by `status`, `open=true`, or `overdue=true`."""
-    today = desk.today()
-    views = desk.queue(
-        status=status_, open_only=open_only, overdue_on=today if overdue else None, limit=limit
-    )
+    today = desk.today() if overdue else None
+    views = desk.queue(status=status_, open_only=open_only, overdue_on=today, limit=limit)
+    if not views:
+        return []  # with no policy in force there is no "today", and nothing to show either
+    today = today or desk.today()
     return [_out(view, today) for view in views]
 
 

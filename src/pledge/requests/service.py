@@ -913,8 +913,9 @@ class RequestDesk:
             return _view(row)
 
     def record_of(self, request_id: str) -> RequestRecord:
-        """A request, every move of its status and the day it is read on, from one snapshot
-        (what a status page or `GET /v1/requests/{id}` shows); raise `RequestNotFound`."""
+        """A request, every move of its status and the day it is read on, in one read-only
+        transaction (one snapshot on SQLite): what a status page or `GET /v1/requests/{id}`
+        shows; raise `RequestNotFound`."""
         with reading(self.sessions) as session:
             row = session.get(PrivacyRequest, request_id)
             if row is None:

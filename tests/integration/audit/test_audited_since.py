@@ -44,6 +44,11 @@ def test_a_change_about_one_of_them_since_is_seen(runtime: Runtime, seen: int) -
 def test_changes_before_the_snapshot_do_not_count(runtime: Runtime, seen: int) -> None:
     assert not _since(runtime, seen, [ANN, BOB])
     assert _since(runtime, seen - 3, [ANN]), "the grant to ann came after entry seen - 3"
+    _audit(runtime, ("consent.withdraw", ANN))
+    with runtime.sessions() as session:
+        withdrawal = audited_up_to(session)
+    assert not _since(runtime, withdrawal, [ANN]), "the snapshot's own last entry it saw"
+    assert _since(runtime, withdrawal - 1, [ANN])
 
 
 def test_more_changes_than_it_looks_through_count_as_a_change(runtime: Runtime, seen: int) -> None:

@@ -176,9 +176,19 @@ class _PeerInbox(SmtpInbox):
 
 @pytest.fixture
 def plain_server() -> Iterator[tuple[_PeerInbox, int]]:
+    """A server without TLS that keeps an idle connection for the default 5 minutes."""
+    yield from _serve(timeout=300)
+
+
+@pytest.fixture
+def impatient_server() -> Iterator[tuple[_PeerInbox, int]]:
     """A server without TLS that hangs up on a connection idle for 0.3 s."""
+    yield from _serve(timeout=0.3)
+
+
+def _serve(timeout: float) -> Iterator[tuple[_PeerInbox, int]]:
     inbox, port = _PeerInbox(), _free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port, timeout=0.3)
+    controller = Controller(inbox, hostname="127.0.0.1", port=port, timeout=timeout)
     controller.start()
     try:
         yield inbox, port
@@ -231,9 +241,9 @@ def test_messages_in_a_row_share_one_encrypted_connection(
 
 
 def test_a_connection_the_server_hung_up_is_replaced_and_the_message_goes_once(
-    plain_server: tuple[_PeerInbox, int],
+    impatient_server: tuple[_PeerInbox, int],
 ) -> None:
-    inbox, port = plain_server
+    inbox, port = impatient_server
     relay = _plain_relay(port)
     relay.send(_to(1))
     time.sleep(0.6)  # the server hangs up on the idle connection after 0.3 s
@@ -287,4 +297,20 @@ def test_a_refused_message_drops_its_connection_and_is_not_sent_again(
     assert relay.idle_connections == 0
     relay.send(_to(3))
     assert [m["To"] for m in inbox.messages] == ["person1@example.com", "person3@example.com"]
+    relay.close()
+
+
+def test_a_message_refused_for_one_of_its_recipients_fails_and_drops_its_connection(
+    plain_server: tuple[_PeerInbox, int],
+) -> None:
+    inbox, port = plain_server
+    relay = _plain_relay(port)
+    relay.send(_to(1))
+    partly = _to(2)
+    partly["Cc"] = "refused@example.com"
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        relay.send(partly)
+    assert relay.idle_connections == 0
+    relay.send(_to(3))
+    assert len(set(inbox.peers)) == 2
     relay.close()
