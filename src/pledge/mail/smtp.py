@@ -49,7 +49,7 @@ class SmtpRelay:
         self._lock = threading.Lock()
         self._idle: list[_Connection] = []
         # Connections still idle when the relay is dropped are closed with it (no goodbye).
-        weakref.finalize(self, _drop_all, self._idle, self._lock)
+        weakref.finalize(self, _close_all, self._idle, self._lock, goodbye=False)
 
     def send(self, message: EmailMessage) -> None:
         """Deliver `message` to the server; raise (an `smtplib.SMTPException` or `OSError`) if the
@@ -127,17 +127,13 @@ def _quit(client: smtplib.SMTP) -> None:
         client.close()
 
 
-def _close_all(idle: list[_Connection], lock: threading.Lock) -> None:
+def _close_all(idle: list[_Connection], lock: threading.Lock, *, goodbye: bool = True) -> None:
+    """Close the idle connections: with a QUIT, or (`goodbye=False`) at once."""
     with lock:
         connections = idle[:]
         idle.clear()
     for connection in connections:
-        _quit(connection.client)
-
-
-def _drop_all(idle: list[_Connection], lock: threading.Lock) -> None:
-    with lock:
-        connections = idle[:]
-        idle.clear()
-    for connection in connections:
-        connection.client.close()
+        if goodbye:
+            _quit(connection.client)
+        else:
+            connection.client.close()
